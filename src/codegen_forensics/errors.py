@@ -1,0 +1,50 @@
+"""The package's exceptions: one root, a subclass per area.
+
+Errors from confluent-kafka, psycopg and pyarrow are converted at the boundary where
+we call them, keeping the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ForensicsError",
+    "InputError",
+    "KafkaError",
+    "PostgresError",
+    "ProvisioningError",
+    "PublishError",
+    "SnapshotError",
+]
+
+
+class ForensicsError(Exception):
+    """Root of every error raised by codegen-forensics."""
+
+
+class InputError(ForensicsError, ValueError):
+    """A value given to us is not acceptable; the message names it and what is allowed."""
+
+
+class ConfigError(ForensicsError):
+    """Connection or threshold settings are missing or malformed."""
+
+
+class KafkaError(ForensicsError):
+    """The Kafka broker refused or failed a request."""
+
+
+class ProvisioningError(KafkaError):
+    """Topics could not be created or their configuration could not be read."""
+
+
+class PublishError(KafkaError):
+    """An event could not be delivered, even to its dead-letter topic."""
+
+
+class PostgresError(ForensicsError):
+    """The database refused or failed a statement."""
+
+
+class SnapshotError(ForensicsError):
+    """A snapshot directory is incomplete, inconsistent or unreadable."""

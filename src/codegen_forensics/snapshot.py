@@ -1,0 +1,373 @@
+"""The snapshot directory: the Parquet layout shared by loaders, simulator and analysis.
+
+A snapshot is a directory::
+
+    manifest.json                          written last; its presence marks completion
+    kafka/topic=<topic>/day=<YYYY-MM-DD>/part-<n>.parquet       one row per message
+    postgres/table=<table>/day=<YYYY-MM-DD>/part-<n>.parquet    one row per table row
+    kafka_partitions.parquet               watermarks and offsets read, per partition
+    consumer_offsets.parquet               committed offsets of the consumer groups
+
+Directories are Hive-style so engines can prune by topic, table and day, and every file
+also carries all of its columns, so readers should read files with Hive partitioning
+off and never depend on directory names for values. Files are zstd-compressed and
+appear only when complete (written to a temporary name, then renamed).
+
+The manifest lists every file with its rows, bytes and SHA-256; :class:`Snapshot`
+refuses a directory whose manifest is missing, incomplete or contradicted by the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from codegen_forensics.errors import SnapshotError
+
+__all__ = [
+    "CONSUMER_OFFSETS_SCHEMA",
+    "DECODE_STATUSES",
+    "EVENT_LOGS_SCHEMA",
+    "KAFKA_MESSAGES_SCHEMA",
+    "KAFKA_PARTITIONS_SCHEMA",
+    "MANIFEST_NAME",
+    "Snapshot",
+    "SnapshotWriter",
+    "library_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "codegen-forensics-snapshot"
+FORMAT_VERSION = 1
+TS = pa.timestamp("us", tz="UTC")
+
+# What happened when a Kafka message value was decoded. ``ok`` and the two unwrapped
+# statuses carry a payload that validated against its schema.
+DECODE_STATUSES: tuple[str, ...] = (
+    "ok",  # JSON object that validated against the topic's schema
+    "tombstone",  # null value
+    "not_utf8",  # bytes that are not UTF-8
+    "not_json",  # UTF-8 text that is not JSON
+    "double_encoded",  # a JSON string holding JSON; unwrapped
+    "enveloped",  # an event under an envelope's ``payload``; unwrapped
+    "schema_invalid",  # JSON that failed schema validation; errors in decode_message
+    "unknown_schema_version",  # a schema_version we have no model for
+    "naive_timestamp",  # a timestamp without a time zone
+    "dlq",  # a dead-letter message; see the dlq_* columns
+    "unparsed_topic",  # a topic whose name matches no scheme; kept raw
+)
+
+HEADER = pa.struct([("key", pa.string()), ("value", pa.binary())])
+
+KAFKA_MESSAGES_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("timestamp", TS),  # the Kafka message timestamp; null when the broker has none
+        ("timestamp_type", pa.string()),  # create_time, log_append_time or null
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("headers", pa.list_(HEADER)),  # in order, duplicates kept, values nullable
+        ("key_size", pa.int32()),
+        ("value_size", pa.int32()),
+        # From the topic name.
+        ("category", pa.string()),  # request, response, status, dlq or unknown
+        ("operation", pa.string()),
+        ("topic_version", pa.int32()),
+        # From the value.
+        ("decode_status", pa.string()),
+        ("decode_message", pa.string()),
+        ("payload", pa.string()),  # canonical JSON of the (unwrapped) event
+        ("event_name", pa.string()),
+        ("schema_version", pa.string()),
+        ("session_id", pa.string()),  # canonical lowercase UUID
+        ("correlation_id", pa.string()),
+        ("event_timestamp", TS),
+        ("processing_time_ms", pa.int64()),
+        ("status", pa.string()),  # status events only
+        # Dead-letter topics only: the normalised record.
+        ("dlq_shape", pa.string()),
+        ("dlq_source_topic", pa.string()),
+        ("dlq_consumer_group", pa.string()),
+        ("dlq_error_type", pa.string()),
+        ("dlq_error_message", pa.string()),
+        ("dlq_stack_trace", pa.string()),
+        ("dlq_retry_count", pa.int32()),
+        ("dlq_max_retries", pa.int32()),
+        ("dlq_failure_time", TS),
+    ]
+)
+
+EVENT_LOGS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("session_id", pa.string()),
+        ("correlation_id", pa.string()),
+        ("event_type", pa.string()),
+        ("topic", pa.string()),
+        ("timestamp", TS),
+        ("status", pa.string()),
+        ("processing_time_ms", pa.int64()),
+        ("payload", pa.string()),  # canonical JSON text
+        ("metadata", pa.string()),  # canonical JSON text
+        ("created_at", TS),  # older table variants only
+    ]
+)
+
+KAFKA_PARTITIONS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("low_watermark", pa.int64()),
+        ("high_watermark", pa.int64()),
+        ("start_offset", pa.int64()),  # first offset this snapshot read from
+        ("end_offset", pa.int64()),  # offset it read up to (exclusive)
+        ("rows", pa.int64()),
+        ("value_bytes", pa.int64()),
+    ]
+)
+
+CONSUMER_OFFSETS_SCHEMA = pa.schema(
+    [
+        ("group_id", pa.string()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("committed_offset", pa.int64()),  # null when the group never committed
+    ]
+)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in (
+        "codegen-forensics",
+        "pyarrow",
+        "pandas",
+        "confluent-kafka",
+        "sqlalchemy",
+        "psycopg",
+        "pydantic",
+        "duckdb",
+    ):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class SnapshotWriter:
+    """Writes Parquet files into a snapshot directory and the manifest at the end.
+
+    Files are written under a temporary name and renamed when complete. Files that
+    already exist from an interrupted run are kept and listed: ``resume`` picks them
+    up from ``.progress.json``, which records each finished file.
+    """
+
+    root: Path
+    _files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        progress = self.root / ".progress.json"
+        if progress.exists():
+            self._files = json.loads(progress.read_text())["files"]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    def has_file(self, relative: str) -> bool:
+        return relative in self._files and (self.root / relative).exists()
+
+    def write(
+        self,
+        relative: str,
+        table: pa.Table,
+        *,
+        schema: pa.Schema | None = None,
+        row_group_size: int = 128_000,
+    ) -> dict[str, Any]:
+        """Write ``table`` to ``relative`` atomically and record it."""
+        if schema is not None:
+            table = table.select(schema.names).cast(schema)
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(
+            table, tmp, compression="zstd", row_group_size=row_group_size
+        )
+        os.replace(tmp, path)
+        entry = {
+            "path": relative,
+            "rows": table.num_rows,
+            "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+        }
+        self._files[relative] = entry
+        self._save_progress()
+        return entry
+
+    def record(self, relative: str) -> dict[str, Any]:
+        """Record a file that another writer (a ParquetWriter) already completed."""
+        path = self.root / relative
+        entry = {
+            "path": relative,
+            "rows": pq.ParquetFile(path).metadata.num_rows,
+            "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+        }
+        self._files[relative] = entry
+        self._save_progress()
+        return entry
+
+    def _save_progress(self) -> None:
+        progress = self.root / ".progress.json"
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"files": self._files}))
+        os.replace(tmp, progress)
+
+    def finish(self, **sections: Any) -> Path:
+        """Write the manifest (last), making the snapshot complete and readable."""
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "complete": True,
+            "created_at": datetime.now(UTC).isoformat(),
+            "library_versions": library_versions(),
+            **sections,
+            "files": sorted(self._files.values(), key=lambda e: e["path"]),
+        }
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.manifest_path)
+        (self.root / ".progress.json").unlink(missing_ok=True)
+        logger.info("snapshot complete path=%s files=%s", self.root, len(self._files))
+        return self.manifest_path
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A complete snapshot directory, opened for reading."""
+
+    root: Path
+    manifest: Mapping[str, Any]
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, verify: bool = False) -> Snapshot:
+        """Open a snapshot, refusing it if its manifest is missing or contradicted.
+
+        Every listed file must exist with its recorded size; ``verify`` also checks
+        each file's SHA-256.
+        """
+        path = Path(root)
+        if not path.is_dir():
+            raise SnapshotError(f"snapshot directory {str(path)!r} does not exist")
+        manifest_path = path / MANIFEST_NAME
+        if not manifest_path.exists():
+            hint = (
+                " it looks interrupted: run the same snapshot command again to resume"
+                if (path / ".progress.json").exists()
+                else ""
+            )
+            raise SnapshotError(
+                f"snapshot {str(path)!r} has no {MANIFEST_NAME}, so it is incomplete;"
+                + hint
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SnapshotError(
+                f"manifest {str(manifest_path)!r} is not valid JSON: {exc}"
+            ) from exc
+        if manifest.get("format") != FORMAT_NAME or not manifest.get("complete"):
+            raise SnapshotError(
+                f"manifest {str(manifest_path)!r} is not a complete {FORMAT_NAME} "
+                "manifest"
+            )
+        for entry in manifest.get("files", []):
+            file = path / entry["path"]
+            if not file.exists():
+                raise SnapshotError(
+                    f"snapshot {str(path)!r} lists {entry['path']!r}, which is missing"
+                )
+            if file.stat().st_size != entry["bytes"]:
+                raise SnapshotError(
+                    f"snapshot file {entry['path']!r} has {file.stat().st_size} bytes; "
+                    f"the manifest recorded {entry['bytes']}"
+                )
+            if verify and _sha256(file) != entry["sha256"]:
+                raise SnapshotError(
+                    f"snapshot file {entry['path']!r} does not match its checksum"
+                )
+        return cls(root=path, manifest=manifest)
+
+    def files(self, prefix: str) -> list[Path]:
+        """Files listed in the manifest under a path prefix such as ``kafka/``."""
+        return [
+            self.root / e["path"]
+            for e in self.manifest.get("files", [])
+            if e["path"].startswith(prefix)
+        ]
+
+    def kafka_files(self) -> list[Path]:
+        return self.files("kafka/")
+
+    def table_files(self, table: str) -> list[Path]:
+        return self.files(f"postgres/table={table}/")
+
+    def read(self, prefix: str, columns: Iterable[str] | None = None) -> pa.Table:
+        """Read every file under a prefix into one Arrow table (small inputs only)."""
+        paths = self.files(prefix)
+        if not paths:
+            schema = _schema_for(prefix)
+            if schema is None:
+                raise SnapshotError(f"snapshot {str(self.root)!r} has no {prefix!r}")
+            table = schema.empty_table()
+            return table.select(list(columns)) if columns else table
+        tables = [pq.read_table(p, columns=list(columns) if columns else None)
+                  for p in paths]
+        return pa.concat_tables(tables, promote_options="default")
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the manifest: one value that identifies this snapshot."""
+        return _sha256(self.root / MANIFEST_NAME)
+
+
+def _schema_for(prefix: str) -> pa.Schema | None:
+    if prefix.startswith("kafka/"):
+        return KAFKA_MESSAGES_SCHEMA
+    if prefix.startswith("postgres/table=event_logs"):
+        return EVENT_LOGS_SCHEMA
+    if prefix == "kafka_partitions.parquet":
+        return KAFKA_PARTITIONS_SCHEMA
+    if prefix == "consumer_offsets.parquet":
+        return CONSUMER_OFFSETS_SCHEMA
+    return None
