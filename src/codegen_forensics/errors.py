@@ -14,6 +14,7 @@ __all__ = [
     "PostgresError",
     "ProvisioningError",
     "PublishError",
+    "ReportError",
     "SnapshotError",
 ]
 
@@ -48,3 +49,7 @@ class PostgresError(ForensicsError):
 
 class SnapshotError(ForensicsError):
     """A snapshot directory is incomplete, inconsistent or unreadable."""
+
+
+class ReportError(ForensicsError):
+    """A notebook failed to execute or a report could not be exported."""

@@ -1,0 +1,83 @@
+"""Running the report notebooks headless with papermill."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill as pm
+from papermill.exceptions import PapermillExecutionError
+
+from codegen_forensics.errors import InputError, ReportError
+
+__all__ = ["NOTEBOOKS", "execute_notebook", "notebook_path"]
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOKS = {
+    "weekly": "weekly_dlq_review.ipynb",
+    "session": "session_analysis.ipynb",
+}
+_PACKAGED = Path(__file__).parent / "notebooks"
+
+
+def notebook_path(name: str) -> Path:
+    """The path of a report notebook, ``weekly`` or ``session``, or of a file."""
+    if name in NOTEBOOKS:
+        path = _PACKAGED / NOTEBOOKS[name]
+    else:
+        path = Path(name)
+    if not path.exists():
+        known = ", ".join(NOTEBOOKS)
+        raise InputError(f"notebook {name!r} does not exist; known notebooks: {known}")
+    return path
+
+
+def _cell_label(cell: Any, index: int) -> str:
+    """``cell 7 'dlq-taxonomy'``: its position and its id or first line."""
+    name = cell.get("id") or ""
+    first = next(
+        (line.strip("# ").strip() for line in cell.get("source", "").splitlines()
+         if line.strip()),
+        "",
+    )
+    label = name if name and not name.startswith("papermill") else first
+    return f"cell {index} {label!r}" if label else f"cell {index}"
+
+
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    timeout: int = 900,
+    cwd: Path | None = None,
+) -> nbformat.NotebookNode:
+    """Execute ``notebook`` with ``parameters`` into ``output`` on a fresh kernel.
+
+    A failing cell raises :class:`ReportError` naming the cell and the error; the
+    executed notebook, with the traceback, is still written to ``output``.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("executing notebook=%s output=%s", notebook, output)
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+            cwd=str(cwd) if cwd else None,
+        )
+    except PapermillExecutionError as exc:
+        executed = nbformat.read(output, as_version=4)
+        cell = executed.cells[exc.cell_index]
+        raise ReportError(
+            f"notebook {notebook.name} failed in {_cell_label(cell, exc.cell_index)}: "
+            f"{exc.ename}: {exc.evalue} (the executed notebook is at {output})"
+        ) from exc
+    return nbformat.read(output, as_version=4)
