@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeliveryError",
     "ForensicsError",
     "InputError",
     "KafkaError",
@@ -41,6 +42,18 @@ class ProvisioningError(KafkaError):
 
 class PublishError(KafkaError):
     """An event could not be delivered, even to its dead-letter topic."""
+
+
+class DeliveryError(PublishError):
+    """The broker did not accept one message; ``code`` is librdkafka's error name.
+
+    Dead-letter envelopes record it as the failure of the event they carry.
+    """
+
+    def __init__(self, message: str, *, code: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retriable = retriable
 
 
 class PostgresError(ForensicsError):
