@@ -1,0 +1,641 @@
+"""Decoding Kafka message values into the columns of a snapshot row.
+
+:func:`decode_message` is pure: given a topic name and a raw value it returns the
+decoded columns of :data:`~codegen_forensics.snapshot.KAFKA_MESSAGES_SCHEMA` from
+``category`` onward. Every value gets exactly one ``decode_status`` (see
+:data:`~codegen_forensics.snapshot.DECODE_STATUSES`) and a ``decode_message`` saying
+what was found; nothing is ever dropped, and the raw bytes stay in the row beside it.
+
+:class:`MessageBatch` builds whole rows (raw Kafka fields plus decoded columns) into
+Arrow record batches, so every writer of snapshots produces identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+import pyarrow as pa
+
+from codegen_forensics.errors import InputError
+from codegen_forensics.events.dlq import normalise_dlq
+from codegen_forensics.events.schemas import (
+    EVENT_MODELS,
+    CodegenEvent,
+    event_name_for,
+    parse_event,
+)
+from codegen_forensics.events.topics import TopicName, TopicNameParser, parse_topic
+from codegen_forensics.snapshot import KAFKA_MESSAGES_SCHEMA
+
+__all__ = [
+    "DECODED_COLUMNS",
+    "ENVELOPE_KEYS",
+    "MessageBatch",
+    "MessageDecoder",
+    "canonical_json",
+    "decode_message",
+    "message_row",
+    "messages_table",
+]
+
+logger = logging.getLogger(__name__)
+
+# The decoded columns, in schema order: everything from ``category`` onward.
+DECODED_COLUMNS: tuple[str, ...] = tuple(
+    KAFKA_MESSAGES_SCHEMA.names[KAFKA_MESSAGES_SCHEMA.names.index("category") :]
+)
+
+# Keys that mark an envelope around an event (besides ``payload``, which holds it).
+ENVELOPE_KEYS: frozenset[str] = frozenset(
+    {
+        "envelope_version",
+        "event_id",
+        "event_type",
+        "event_timestamp",
+        "source_service",
+        "partition_key",
+    }
+)
+
+_INT32: Final = (-(2**31), 2**31 - 1)
+_INT64: Final = (-(2**63), 2**63 - 1)
+_KNOWN_VERSIONS: dict[str, list[str]] = {}
+for _name, _version in EVENT_MODELS:
+    _KNOWN_VERSIONS.setdefault(_name, []).append(_version)
+
+_json_decoder = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
+_json_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text with sorted keys, no spaces and characters kept as they are.
+
+    The one canonical form of payloads in snapshots, for Kafka values and Postgres
+    JSONB alike, so equal documents compare equal as text.
+    """
+    return _json_encoder.encode(value)
+
+
+def _loads(text: str) -> Any:
+    return _json_decoder.decode(text)
+
+
+def _empty() -> dict[str, Any]:
+    return dict.fromkeys(DECODED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _TopicInfo:
+    name: TopicName
+    event_name: str | None
+
+
+class MessageDecoder:
+    """Decodes values of many topics, remembering what each topic name says.
+
+    :func:`decode_message` uses a shared instance; a loader keeps its own so a
+    user's extra naming schemes apply.
+    """
+
+    def __init__(self, parser: TopicNameParser | None = None) -> None:
+        self._parser = parser
+        self._topics: dict[str, _TopicInfo] = {}
+
+    def topic_info(self, topic: str) -> TopicName:
+        return self._info(topic).name
+
+    def _info(self, topic: str) -> _TopicInfo:
+        info = self._topics.get(topic)
+        if info is None:
+            name = (
+                self._parser.parse(topic)
+                if self._parser is not None
+                else parse_topic(topic)
+            )
+            event_name = None
+            if name.category in ("request", "response", "status") and name.operation:
+                event_name = event_name_for(name.category, name.operation)
+            info = _TopicInfo(name, event_name)
+            self._topics[topic] = info
+        return info
+
+    def decode(self, topic: str, value: bytes | None) -> dict[str, Any]:
+        """The decoded columns for one value of ``topic``."""
+        info = self._info(topic)
+        name = info.name
+        out = _empty()
+        out["category"] = name.category
+        out["operation"] = name.operation
+        out["topic_version"] = name.version
+
+        # Tombstones, bytes that are not text, text that is not JSON.
+        if value is None:
+            out["decode_status"] = "tombstone"
+            out["decode_message"] = "null value (tombstone)"
+            return out
+        is_dlq = name.category == "dlq"
+        try:
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out["decode_status"] = "not_utf8"
+            out["decode_message"] = (
+                f"value is not UTF-8: {exc.reason} at byte {exc.start}"
+            )
+            if is_dlq:
+                out["dlq_shape"] = "unknown"
+            return out
+        try:
+            data = _loads(text)
+        except ValueError as exc:
+            out["decode_status"] = "not_json"
+            out["decode_message"] = f"value is not JSON: {_short(str(exc))}"
+            if is_dlq:
+                out["dlq_shape"] = "unknown"
+            return out
+
+        # JSON whose value is a string holding JSON again.
+        notes: list[str] = []
+        double = False
+        if isinstance(data, str):
+            inner = _try_loads(data)
+            if isinstance(inner, dict | list):
+                data = inner
+                double = True
+                notes.append("JSON encoded twice; unwrapped")
+
+        if is_dlq:
+            return self._decode_dlq(out, data, notes)
+        if name.category == "unknown" or info.event_name is None:
+            return self._decode_unparsed(out, name, data, notes)
+        return self._decode_event(out, info.event_name, data, notes, double)
+
+    # Dead-letter topics: every shape normalised into the dlq_* columns.
+    def _decode_dlq(
+        self, out: dict[str, Any], data: Any, notes: list[str]
+    ) -> dict[str, Any]:
+        record = normalise_dlq(data)
+        out["decode_status"] = "dlq"
+        out["payload"] = _canonical_or_none(data)
+        out["dlq_shape"] = record.shape
+        out["dlq_source_topic"] = record.source_topic
+        out["dlq_consumer_group"] = record.consumer_group
+        out["dlq_error_type"] = record.error_type
+        out["dlq_error_message"] = record.error_message
+        out["dlq_stack_trace"] = record.stack_trace
+        out["dlq_retry_count"] = _bounded(record.retry_count, _INT32)
+        out["dlq_max_retries"] = _bounded(record.max_retries, _INT32)
+        out["dlq_failure_time"] = record.failure_time
+        out["session_id"] = record.session_id
+        out["correlation_id"] = record.correlation_id
+        original = record.original_event
+        if original is not None:
+            out["schema_version"] = _as_text(original.get("schema_version"))
+            out["event_timestamp"] = _read_time(original.get("timestamp"))[0]
+        if record.source_topic:
+            source = self._info(record.source_topic)
+            out["event_name"] = source.event_name
+        if out["event_name"] is None and original is not None:
+            out["event_name"] = _as_text(original.get("event_type"))
+        if record.shape == "unknown":
+            kind = type(data).__name__ if not isinstance(data, dict) else "object"
+            notes.append(f"dead-letter message of unknown shape ({kind}); kept raw")
+        else:
+            notes.append(f"dead-letter message, {record.shape} shape")
+        out["decode_message"] = "; ".join(notes)
+        return out
+
+    # Topics that name no event we have a schema for: payload and ids where readable.
+    def _decode_unparsed(
+        self, out: dict[str, Any], name: TopicName, data: Any, notes: list[str]
+    ) -> dict[str, Any]:
+        out["decode_status"] = "unparsed_topic"
+        out["payload"] = _canonical_or_none(data)
+        if isinstance(data, dict):
+            _fill_ids(out, data)
+        if name.category == "unknown":
+            notes.append("topic name matches no known scheme; value kept raw")
+        else:
+            notes.append(
+                f"no event schema for category={name.category} "
+                f"operation={name.operation}; value kept raw"
+            )
+        out["decode_message"] = "; ".join(notes)
+        return out
+
+    # Event topics: unwrap, pick the schema version, validate.
+    def _decode_event(
+        self,
+        out: dict[str, Any],
+        event_name: str,
+        data: Any,
+        notes: list[str],
+        double: bool,
+    ) -> dict[str, Any]:
+        out["event_name"] = event_name
+        envelope: dict[str, Any] | None = None
+        if isinstance(data, dict) and _is_envelope(data):
+            envelope = data
+            inner = data["payload"]
+            if isinstance(inner, str):
+                loaded = _try_loads(inner)
+                if isinstance(loaded, dict):
+                    inner = loaded
+                    notes.append("envelope payload was JSON text; unwrapped")
+            data = inner
+            notes.append("event under an envelope's payload; unwrapped")
+        out["payload"] = _canonical_or_none(data)
+
+        if not isinstance(data, dict):
+            if envelope is not None:
+                _fill_ids(out, envelope)
+            notes.append(f"{event_name}: expected a JSON object, got {_kind(data)}")
+            out["decode_status"] = "schema_invalid"
+            out["decode_message"] = "; ".join(notes)
+            return out
+
+        version = data.get("schema_version", "1.0")
+        if not isinstance(version, str) or (event_name, version) not in EVENT_MODELS:
+            # Not validated: read what we can leniently.
+            _fill_ids(out, data)
+            if envelope is not None:
+                _fill_missing_ids(out, envelope)
+        if not isinstance(version, str):
+            notes.append(
+                f"{event_name}.schema_version: must be a string (got {version!r})"
+            )
+            out["decode_status"] = "schema_invalid"
+            out["decode_message"] = "; ".join(notes)
+            return out
+        out["schema_version"] = version
+
+        # A timestamp without a time zone is read as UTC and flagged.
+        timestamp, naive = _read_time(data.get("timestamp"))
+        to_validate = data
+        if naive and timestamp is not None:
+            to_validate = {**data, "timestamp": timestamp.isoformat()}
+
+        if (event_name, version) not in EVENT_MODELS:
+            known = ", ".join(_KNOWN_VERSIONS.get(event_name, []))
+            notes.append(
+                f"{event_name}.schema_version {version!r} is not one we have a "
+                f"schema for (known: {known}); payload kept unvalidated"
+            )
+            if naive:
+                notes.append("timestamp has no time zone; read as UTC")
+            out["decode_status"] = "unknown_schema_version"
+            out["decode_message"] = "; ".join(notes)
+            return out
+
+        try:
+            event = parse_event(event_name, to_validate)
+        except InputError as exc:
+            _fill_ids(out, data)
+            if envelope is not None:
+                _fill_missing_ids(out, envelope)
+            if naive:
+                notes.append("timestamp has no time zone; read as UTC")
+            notes.append(str(exc))
+            out["decode_status"] = "schema_invalid"
+            out["decode_message"] = "; ".join(notes)
+            return out
+
+        _fill_from_event(out, event, data)
+        if envelope is not None:
+            _fill_missing_ids(out, envelope)
+        if naive:
+            notes.append(
+                f"{event_name}.timestamp {data.get('timestamp')!r} has no time zone; "
+                "read as UTC"
+            )
+            out["decode_status"] = "naive_timestamp"
+        elif double:
+            out["decode_status"] = "double_encoded"
+        elif envelope is not None:
+            out["decode_status"] = "enveloped"
+        else:
+            out["decode_status"] = "ok"
+        out["decode_message"] = "; ".join(notes) if notes else None
+        return out
+
+
+def _try_loads(text: str) -> Any:
+    try:
+        return _loads(text)
+    except ValueError:
+        return None
+
+
+def _is_envelope(data: dict[str, Any]) -> bool:
+    return "payload" in data and not ENVELOPE_KEYS.isdisjoint(data)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _canonical_or_none(value: Any) -> str | None:
+    try:
+        return canonical_json(value)
+    except ValueError:
+        return None
+
+
+def _fill_from_event(
+    out: dict[str, Any], event: CodegenEvent, data: Mapping[str, Any]
+) -> None:
+    out["session_id"] = _uuid_text(data.get("session_id"), event.session_id)
+    correlation = event.correlation()
+    out["correlation_id"] = (
+        None
+        if correlation is None
+        else _uuid_text(data.get("correlation_id"), correlation)
+    )
+    out["event_timestamp"] = event.timestamp
+    out["schema_version"] = event.schema_version
+    out["processing_time_ms"] = _bounded(
+        getattr(event, "processing_time_ms", None), _INT64
+    )
+    status = getattr(event, "status", None)
+    out["status"] = None if status is None else str(status.value)
+
+
+def _fill_ids(out: dict[str, Any], data: Mapping[str, Any]) -> None:
+    """Ids, time and status read leniently from an event that may not validate."""
+    out["session_id"] = _as_uuid(data.get("session_id"))
+    out["correlation_id"] = _as_uuid(data.get("correlation_id"))
+    out["event_timestamp"] = _read_time(data.get("timestamp"))[0]
+    out["schema_version"] = _as_text(data.get("schema_version"))
+    processing = data.get("processing_time_ms")
+    if isinstance(processing, int) and not isinstance(processing, bool):
+        out["processing_time_ms"] = _bounded(processing, _INT64)
+    status = data.get("status")
+    out["status"] = status if isinstance(status, str) else None
+
+
+def _fill_missing_ids(out: dict[str, Any], envelope: Mapping[str, Any]) -> None:
+    if out["correlation_id"] is None:
+        out["correlation_id"] = _as_uuid(envelope.get("correlation_id"))
+    if out["session_id"] is None:
+        out["session_id"] = _as_uuid(envelope.get("session_id"))
+    if out["event_timestamp"] is None:
+        out["event_timestamp"] = _read_time(envelope.get("event_timestamp"))[0]
+
+
+def _uuid_text(raw: Any, parsed: UUID) -> str:
+    """Canonical text of a validated UUID: the input itself when already canonical."""
+    if (
+        isinstance(raw, str)
+        and len(raw) == 36
+        and raw[8] == raw[13] == raw[18] == raw[23] == "-"
+        and raw.islower()
+    ):
+        return raw
+    return str(parsed)
+
+
+def _as_uuid(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(UUID(value))
+    except ValueError:
+        return None
+
+
+def _as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _bounded(value: int | None, bounds: tuple[int, int]) -> int | None:
+    if value is None or not bounds[0] <= value <= bounds[1]:
+        return None
+    return value
+
+
+def _read_time(value: Any) -> tuple[datetime | None, bool]:
+    """An aware UTC datetime from ISO 8601 text, and whether the text was naive."""
+    if not isinstance(value, str):
+        return None, False
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None, False
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC), True
+    try:
+        return parsed.astimezone(UTC), False
+    except OverflowError:
+        return None, False
+
+
+_DEFAULT_DECODER = MessageDecoder()
+
+
+def decode_message(
+    topic: str, value: bytes | None, *, parser: TopicNameParser | None = None
+) -> dict[str, Any]:
+    """Decode one message value of ``topic`` into the decoded snapshot columns.
+
+    The payload schema comes from the topic's (category, operation); ``parser``
+    adds naming schemes beyond the default ones. The result has every column of
+    :data:`DECODED_COLUMNS`, in order.
+    """
+    decoder = _DEFAULT_DECODER if parser is None else MessageDecoder(parser)
+    return decoder.decode(topic, value)
+
+
+# Kafka's timestamp types, as confluent-kafka numbers them.
+_TIMESTAMP_TYPES: dict[int, str | None] = {
+    0: None,
+    1: "create_time",
+    2: "log_append_time",
+}
+_TYPE_NAMES = frozenset({"create_time", "log_append_time"})
+
+Header = tuple[str, bytes | None]
+
+
+class MessageBatch:
+    """Accumulates whole Kafka message rows column by column.
+
+    ``append`` takes the raw fields of one message, decodes its value and keeps the
+    row; ``to_batch`` returns the rows as one record batch of
+    :data:`KAFKA_MESSAGES_SCHEMA` and starts afresh. Timestamps are epoch
+    milliseconds or aware datetimes; ``timestamp_type`` is confluent-kafka's number
+    (0 = none, 1 = create time, 2 = log-append time) or the schema's name. A missing
+    timestamp is stored as null.
+    """
+
+    def __init__(self, parser: TopicNameParser | None = None) -> None:
+        self._decoder = MessageDecoder(parser)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._raw: dict[str, list[Any]] = {
+            name: [] for name in KAFKA_MESSAGES_SCHEMA.names[:10]
+        }
+        self._decoded: list[dict[str, Any]] = []
+        self.value_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    @property
+    def decoder(self) -> MessageDecoder:
+        return self._decoder
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        timestamp: int | datetime | None = None,
+        timestamp_type: int | str | None = None,
+        headers: Sequence[Header] | None = None,
+    ) -> dict[str, Any]:
+        """Add one message; returns its decoded columns."""
+        raw = self._raw
+        millis, kind = _timestamp(timestamp, timestamp_type)
+        raw["topic"].append(topic)
+        raw["partition"].append(partition)
+        raw["offset"].append(offset)
+        raw["timestamp"].append(millis)
+        raw["timestamp_type"].append(kind)
+        raw["key"].append(key)
+        raw["value"].append(value)
+        raw["headers"].append(list(headers) if headers else [])
+        raw["key_size"].append(None if key is None else len(key))
+        size = None if value is None else len(value)
+        raw["value_size"].append(size)
+        self.value_bytes += size or 0
+        decoded = self._decoder.decode(topic, value)
+        self._decoded.append(decoded)
+        return decoded
+
+    def to_batch(self) -> pa.RecordBatch:
+        """The rows so far as a record batch; the batch is emptied."""
+        raw = self._raw
+        arrays: list[pa.Array] = []
+        for field in KAFKA_MESSAGES_SCHEMA:
+            if field.name == "timestamp":
+                millis = pa.array(raw["timestamp"], type=pa.int64())
+                arrays.append(
+                    millis.cast(pa.timestamp("ms", tz="UTC")).cast(field.type)
+                )
+            elif field.name in raw:
+                arrays.append(pa.array(raw[field.name], type=field.type))
+            else:
+                name = field.name
+                arrays.append(
+                    pa.array([row[name] for row in self._decoded], type=field.type)
+                )
+        batch = pa.RecordBatch.from_arrays(arrays, schema=KAFKA_MESSAGES_SCHEMA)
+        self._reset()
+        return batch
+
+
+def _timestamp(
+    timestamp: int | datetime | None, timestamp_type: int | str | None
+) -> tuple[int | None, str | None]:
+    if isinstance(timestamp_type, int):
+        kind = _TIMESTAMP_TYPES.get(timestamp_type)
+    elif timestamp_type is None or timestamp_type in _TYPE_NAMES:
+        kind = timestamp_type
+    else:
+        raise InputError(
+            f"timestamp_type {timestamp_type!r} is not known; expected 0, 1, 2, "
+            "'create_time', 'log_append_time' or None"
+        )
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None:
+            raise InputError(
+                f"message timestamp {timestamp.isoformat()!r} has no time zone"
+            )
+        millis: int | None = int(timestamp.timestamp() * 1000)
+    else:
+        millis = timestamp
+    if (
+        millis is None
+        or millis < 0
+        or (isinstance(timestamp_type, int) and kind is None)
+    ):
+        return None, None
+    return millis, kind or "create_time"
+
+
+def message_row(
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | None,
+    *,
+    key: bytes | None = None,
+    timestamp: int | datetime | None = None,
+    timestamp_type: int | str | None = None,
+    headers: Sequence[Header] | None = None,
+    parser: TopicNameParser | None = None,
+) -> dict[str, Any]:
+    """One full row of :data:`KAFKA_MESSAGES_SCHEMA` as a dict (for small inputs)."""
+    batch = MessageBatch(parser)
+    batch.append(
+        topic,
+        partition,
+        offset,
+        value,
+        key=key,
+        timestamp=timestamp,
+        timestamp_type=timestamp_type,
+        headers=headers,
+    )
+    row: dict[str, Any] = batch.to_batch().to_pylist()[0]
+    return row
+
+
+def messages_table(
+    messages: Iterable[Mapping[str, Any]], *, parser: TopicNameParser | None = None
+) -> pa.Table:
+    """A table of :data:`KAFKA_MESSAGES_SCHEMA` from raw message dicts.
+
+    Each dict has ``topic``, ``partition``, ``offset`` and ``value``, and optionally
+    ``key``, ``timestamp``, ``timestamp_type`` and ``headers``.
+    """
+    batch = MessageBatch(parser)
+    for message in messages:
+        batch.append(
+            message["topic"],
+            message["partition"],
+            message["offset"],
+            message["value"],
+            key=message.get("key"),
+            timestamp=message.get("timestamp"),
+            timestamp_type=message.get("timestamp_type"),
+            headers=message.get("headers"),
+        )
+    return pa.Table.from_batches([batch.to_batch()], schema=KAFKA_MESSAGES_SCHEMA)
