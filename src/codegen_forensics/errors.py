@@ -25,7 +25,7 @@ class ForensicsError(Exception):
 
 
 class InputError(ForensicsError, ValueError):
-    """A value given to us is not acceptable; the message names it and what is allowed."""
+    """A value given to us is not acceptable; the message says what is allowed."""
 
 
 class ConfigError(ForensicsError):

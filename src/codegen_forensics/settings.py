@@ -21,11 +21,14 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "KafkaSettings",
     "PostgresSettings",
+    "is_secret_property",
     "redact_url",
 ]
 
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:19092"
-DEFAULT_DATABASE_URL = "postgresql+psycopg://forensics:forensics@127.0.0.1:5432/forensics"
+DEFAULT_DATABASE_URL = (
+    "postgresql+psycopg://forensics:forensics@127.0.0.1:5432/forensics"
+)
 
 # librdkafka properties whose values are secrets.
 _SECRET_KEYS = frozenset(
@@ -44,19 +47,38 @@ _ENV_PREFIX = "FORENSICS_KAFKA_"
 class KafkaSettings:
     """Where the broker is and how to authenticate to it.
 
-    ``extra`` holds librdkafka properties passed through unchanged (``security.protocol``,
-    ``sasl.mechanism``, ``ssl.ca.location``, ...). From the environment, each variable
-    ``FORENSICS_KAFKA_<NAME>`` becomes the property ``<name>`` with ``_`` read as ``.``,
-    so ``FORENSICS_KAFKA_SASL_USERNAME`` sets ``sasl.username``.
+    ``extra`` holds librdkafka properties passed through unchanged
+    (``security.protocol``, ``sasl.mechanism``, ``ssl.ca.location``, ...); properties
+    that hold secrets are kept apart in ``secrets``, even when given in ``extra``. From
+    the environment, each variable ``FORENSICS_KAFKA_<NAME>`` becomes the property
+    ``<name>`` with ``_`` read as ``.``, so ``FORENSICS_KAFKA_SASL_USERNAME`` sets
+    ``sasl.username``.
     """
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     extra: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, SecretStr] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A secret passed in ``extra`` would show in repr(): move it.
+        hidden = {k: v for k, v in self.extra.items() if is_secret_property(k)}
+        if hidden:
+            object.__setattr__(
+                self,
+                "extra",
+                {k: v for k, v in self.extra.items() if k not in hidden},
+            )
+            object.__setattr__(
+                self,
+                "secrets",
+                {**self.secrets, **{k: SecretStr(v) for k, v in hidden.items()}},
+            )
+
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, bootstrap_servers: str | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        bootstrap_servers: str | None = None,
     ) -> KafkaSettings:
         env = os.environ if environ is None else environ
         servers = bootstrap_servers or env.get("FORENSICS_BOOTSTRAP_SERVERS")
@@ -66,7 +88,9 @@ class KafkaSettings:
             if not name.startswith(_ENV_PREFIX) or name in _IGNORED_ENV:
                 continue
             key = name[len(_ENV_PREFIX) :].lower().replace("_", ".")
-            if key in _SECRET_KEYS:
+            if key == "bootstrap.servers":
+                servers = servers or value
+            elif is_secret_property(key):
                 secrets[key] = SecretStr(value)
             else:
                 extra[key] = value
@@ -91,6 +115,16 @@ class KafkaSettings:
         return f"bootstrap_servers={self.bootstrap_servers} ({shown})"
 
 
+def is_secret_property(key: str) -> bool:
+    """Whether a librdkafka property holds a secret (passwords, keys, tokens)."""
+    return (
+        key in _SECRET_KEYS
+        or "password" in key
+        or "secret" in key
+        or key == "sasl.oauthbearer.config"
+    )
+
+
 # Variables of scripts/services that share the prefix but are not client properties.
 _IGNORED_ENV = frozenset(
     {"FORENSICS_KAFKA_PORT", "FORENSICS_KAFKA_CONTROLLER_PORT", "FORENSICS_KAFKA_HEAP"}
@@ -101,7 +135,7 @@ _IGNORED_ENV = frozenset(
 class PostgresSettings:
     """A SQLAlchemy database URL; the password is kept out of ``repr`` and logs."""
 
-    url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    url: SecretStr = field(default_factory=lambda: SecretStr(DEFAULT_DATABASE_URL))
 
     @classmethod
     def from_env(

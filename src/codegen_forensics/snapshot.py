@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from codegen_forensics.errors import SnapshotError
@@ -46,7 +47,9 @@ __all__ = [
     "MANIFEST_NAME",
     "Snapshot",
     "SnapshotWriter",
+    "conform",
     "library_versions",
+    "write_parquet_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -140,6 +143,10 @@ KAFKA_PARTITIONS_SCHEMA = pa.schema(
         ("end_offset", pa.int64()),  # offset it read up to (exclusive)
         ("rows", pa.int64()),
         ("value_bytes", pa.int64()),
+        # Added later; readers select columns by name.
+        ("last_stable_offset", pa.int64()),  # end for read_committed readers
+        ("first_offset", pa.int64()),  # first offset with a row; null when none
+        ("last_offset", pa.int64()),  # last offset with a row; null when none
     ]
 )
 
@@ -180,24 +187,118 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the columns of ``schema`` in order, cast to its types.
+
+    A nullable column the table lacks is added as nulls, so tables built for an
+    earlier version of a schema still write.
+    """
+    columns = []
+    for schema_field in schema:
+        if schema_field.name in table.column_names:
+            columns.append(table.column(schema_field.name).cast(schema_field.type))
+        elif schema_field.nullable:
+            columns.append(pa.nulls(table.num_rows, schema_field.type))
+        else:
+            raise SnapshotError(
+                f"table lacks the column {schema_field.name!r}, which the schema "
+                "requires"
+            )
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_parquet_file(
+    root: Path,
+    relative: str,
+    table: pa.Table,
+    *,
+    schema: pa.Schema | None = None,
+    row_group_size: int = 128_000,
+) -> dict[str, Any]:
+    """Write ``table`` to ``root/relative`` atomically; return its manifest entry.
+
+    The file appears only when complete: it is written under a hidden temporary name
+    in the same directory and renamed. Usable from worker processes; the entry is
+    recorded by a :class:`SnapshotWriter` with :meth:`SnapshotWriter.add`.
+    """
+    if schema is not None:
+        table = conform(table, schema)
+    path = Path(root) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {
+        "path": relative,
+        "rows": table.num_rows,
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+    }
+
+
 @dataclass
 class SnapshotWriter:
     """Writes Parquet files into a snapshot directory and the manifest at the end.
 
     Files are written under a temporary name and renamed when complete. Files that
-    already exist from an interrupted run are kept and listed: ``resume`` picks them
-    up from ``.progress.json``, which records each finished file.
+    already exist from an interrupted run are kept and listed: a resumed run picks
+    them up from ``.progress.json``, which records each finished file and the
+    loaders' own resume state (their plan and finished chunks).
     """
 
     root: Path
     _files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         progress = self.root / ".progress.json"
         if progress.exists():
-            self._files = json.loads(progress.read_text())["files"]
+            saved = json.loads(progress.read_text())
+            self._files = saved["files"]
+            self._state = saved.get("state", {})
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this writer continues an interrupted snapshot."""
+        return bool(self._files or self._state)
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Finished files so far, by relative path."""
+        return dict(self._files)
+
+    def state(self, key: str) -> Any:
+        """Resume state a loader saved under ``key``, or ``None``."""
+        return self._state.get(key)
+
+    def save_state(self, key: str, value: Any) -> None:
+        """Save resume state (JSON-serialisable) durably, with the files so far."""
+        self._state[key] = value
+        self._save_progress()
+
+    def add(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record files written by :func:`write_parquet_file`, and state, at once."""
+        for entry in entries:
+            self._files[entry["path"]] = dict(entry)
+        if state:
+            self._state.update(state)
+        self._save_progress()
+
+    def forget(self, relatives: Iterable[str]) -> None:
+        """Drop files from the record and from disk (parts of an unfinished chunk)."""
+        for relative in relatives:
+            self._files.pop(relative, None)
+            (self.root / relative).unlink(missing_ok=True)
+        self._save_progress()
 
     @property
     def manifest_path(self) -> Path:
@@ -215,21 +316,9 @@ class SnapshotWriter:
         row_group_size: int = 128_000,
     ) -> dict[str, Any]:
         """Write ``table`` to ``relative`` atomically and record it."""
-        if schema is not None:
-            table = table.select(schema.names).cast(schema)
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(
-            table, tmp, compression="zstd", row_group_size=row_group_size
+        entry = write_parquet_file(
+            self.root, relative, table, schema=schema, row_group_size=row_group_size
         )
-        os.replace(tmp, path)
-        entry = {
-            "path": relative,
-            "rows": table.num_rows,
-            "bytes": path.stat().st_size,
-            "sha256": _sha256(path),
-        }
         self._files[relative] = entry
         self._save_progress()
         return entry
@@ -250,7 +339,9 @@ class SnapshotWriter:
     def _save_progress(self) -> None:
         progress = self.root / ".progress.json"
         tmp = progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"files": self._files}))
+        tmp.write_text(
+            json.dumps({"files": self._files, "state": self._state}, default=str)
+        )
         os.replace(tmp, progress)
 
     def finish(self, **sections: Any) -> Path:
@@ -351,9 +442,23 @@ class Snapshot:
                 raise SnapshotError(f"snapshot {str(self.root)!r} has no {prefix!r}")
             table = schema.empty_table()
             return table.select(list(columns)) if columns else table
-        tables = [pq.read_table(p, columns=list(columns) if columns else None)
-                  for p in paths]
+        tables = [
+            pq.read_table(p, columns=list(columns) if columns else None) for p in paths
+        ]
         return pa.concat_tables(tables, promote_options="default")
+
+    def dataset(self, prefix: str) -> ds.Dataset:
+        """The files under a prefix as one Arrow dataset, read lazily (large inputs).
+
+        Hive partitioning is off: every file carries all of its columns.
+        """
+        paths = [str(p) for p in self.files(prefix)]
+        schema = _schema_for(prefix)
+        if not paths:
+            if schema is None:
+                raise SnapshotError(f"snapshot {str(self.root)!r} has no {prefix!r}")
+            return ds.dataset(schema.empty_table())
+        return ds.dataset(paths, format="parquet", schema=schema)
 
     @property
     def checksum(self) -> str:

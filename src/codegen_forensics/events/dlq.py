@@ -143,15 +143,19 @@ def normalise_dlq(message: Any) -> DLQRecord:
     if not isinstance(message, dict):
         return DLQRecord(shape="unknown")
 
-    if "original_event" in message and isinstance(message.get("error"), dict):
+    if "original_event" in message:
+        # The documented envelope; its error is sometimes a string or null, and the
+        # original event must survive that.
         original = _as_dict(message.get("original_event"))
-        err = message["error"]
+        raw_error = message.get("error")
+        err = raw_error if isinstance(raw_error, dict) else {}
+        error_type, error_message = _split_error(raw_error)
         return DLQRecord(
             shape="envelope",
             source_topic=_as_str(message.get("source_topic")),
             consumer_group=_as_str(message.get("consumer_group")),
-            error_type=_as_str(err.get("error_type")),
-            error_message=_as_str(err.get("error_message")),
+            error_type=error_type,
+            error_message=error_message,
             stack_trace=_as_str(err.get("stack_trace")),
             retry_count=_as_int(message.get("retry_count")),
             max_retries=_as_int(message.get("max_retries")),
@@ -256,7 +260,16 @@ def _as_uuid(value: Any) -> str | None:
 
 
 def _as_time(value: Any) -> datetime | None:
-    """A UTC datetime from ISO 8601 text; naive text is read as UTC."""
+    """A UTC datetime from ISO 8601 text or epoch seconds/milliseconds.
+
+    Naive text is read as UTC; numbers above 10^11 are read as milliseconds.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if not isinstance(value, str):
         return None
     try:

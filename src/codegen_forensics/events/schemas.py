@@ -122,7 +122,9 @@ def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a ``Z`` suffix."""
     if value.tzinfo is None:
         raise InputError(f"timestamp {value.isoformat()!r} has no time zone")
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (
+        value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
 
 
 class CodegenEvent(BaseModel):
@@ -149,6 +151,19 @@ class CodegenEvent(BaseModel):
     @field_serializer("timestamp")
     def _serialise_timestamp(self, value: datetime) -> str:
         return format_timestamp(value)
+
+    @field_validator("schema_version", mode="after")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        # A model reads only the versions it is registered for, so an event never
+        # claims a version whose fields it does not have.
+        known = [v for (_, v), model in EVENT_MODELS.items() if model is cls]
+        if known and value not in known:
+            raise ValueError(
+                f"schema_version {value!r} is not read by {cls.__name__}; it reads "
+                f"{', '.join(known)}"
+            )
+        return value
 
     def to_json_bytes(self) -> bytes:
         """The event as the UTF-8 JSON a producer publishes."""
@@ -321,6 +336,10 @@ def parse_event(event_name: str, data: dict[str, Any]) -> CodegenEvent:
 
     Raises :class:`InputError` naming every field that is wrong.
     """
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{event_name} must be a JSON object, got {type(data).__name__}"
+        )
     version = data.get("schema_version", "1.0")
     if not isinstance(version, str):
         raise InputError(

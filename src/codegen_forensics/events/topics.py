@@ -96,10 +96,11 @@ class TopicCatalog:
 
     def topics(self) -> list[TopicSpec]:
         specs = []
-        for category, partitions, days in (
+        paired: tuple[tuple[TopicCategory, int, int], ...] = (
             ("request", 3, 7),
             ("response", 3, 7),
-        ):
+        )
+        for category, partitions, days in paired:
             for op in OPERATIONS:
                 specs.append(self._spec(category, op, partitions, days))
         specs.append(self._spec("status", "session", 6, 3))
