@@ -1,0 +1,965 @@
+"""Read-only snapshots of Kafka topics into the snapshot directory.
+
+The snapshot captures, for every partition, the low watermark, the high watermark and
+the last stable offset when it starts, and reads from its start offset up to that
+captured end with ``assign()``; it stops on the consumer's position (or the end of the
+partition) rather than on seeing a message with the last offset, so transaction
+markers, aborted transactions, deleted records, empty partitions and topics still
+being written neither hang it nor look like loss. It never joins a consumer group and
+never commits an offset.
+
+Rows are written in chunks per partition: a chunk closes after a fixed number of rows
+or bytes, so its boundaries depend only on the partition's contents. Each finished
+chunk is recorded in ``.progress.json`` with the plan (the captured offsets), so a
+snapshot killed at any moment and run again with the same arguments writes exactly
+the rows an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue as queue_module
+import re
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka import KafkaError as ClientKafkaError
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from codegen_forensics.errors import InputError, KafkaError, SnapshotError
+from codegen_forensics.events.decode import MessageBatch
+from codegen_forensics.events.topics import (
+    CONSUMER_GROUPS,
+    TopicCatalog,
+    TopicNameParser,
+    default_parser,
+)
+from codegen_forensics.settings import KafkaSettings
+from codegen_forensics.snapshot import (
+    CONSUMER_OFFSETS_SCHEMA,
+    KAFKA_PARTITIONS_SCHEMA,
+    SnapshotWriter,
+    write_parquet_file,
+)
+
+__all__ = [
+    "IsolationName",
+    "KafkaSnapshotOptions",
+    "PartitionTask",
+    "ProgressCallback",
+    "ProgressEvent",
+    "select_topics",
+    "snapshot_kafka_into",
+]
+
+logger = logging.getLogger(__name__)
+
+IsolationName = Literal["read_committed", "read_uncommitted"]
+ISOLATION_LEVELS: tuple[str, ...] = ("read_committed", "read_uncommitted")
+_PLAN_KEY = "kafka_plan"
+_CHUNKS_KEY = "kafka_chunks"
+_DONE_KEY = "kafka_done"
+
+
+@dataclass(frozen=True)
+class KafkaSnapshotOptions:
+    """What to read and how.
+
+    ``topics`` are exact names, or regular expressions when they start with ``^``
+    (librdkafka's convention); empty means every catalog topic plus every topic whose
+    name matches a known naming scheme. A chunk file holds at most ``chunk_rows``
+    rows and closes once it holds ``chunk_bytes`` of values, which bounds memory.
+    ``workers`` is the number of reader processes; ``None`` picks one per core (at
+    most 4) for large snapshots and reads in this process otherwise.
+    """
+
+    topics: tuple[str, ...] = ()
+    isolation_level: IsolationName = "read_committed"
+    consumer_groups: tuple[str, ...] = ()
+    catalog_prefix: str = ""
+    chunk_rows: int = 200_000
+    chunk_bytes: int = 64 * 1024 * 1024
+    workers: int | None = None
+    stall_timeout_s: float = 60.0
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.isolation_level not in ISOLATION_LEVELS:
+            raise InputError(
+                f"isolation_level {self.isolation_level!r} is not known; expected "
+                f"one of {', '.join(ISOLATION_LEVELS)}"
+            )
+        if self.chunk_rows < 1 or self.chunk_bytes < 1:
+            raise InputError(
+                f"chunk_rows={self.chunk_rows} and chunk_bytes={self.chunk_bytes} "
+                "must both be at least 1"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"workers={self.workers} must be at least 1 or None")
+        for topic in self.topics:
+            if topic.startswith("^"):
+                try:
+                    re.compile(topic)
+                except re.error as exc:
+                    raise InputError(
+                        f"topic pattern {topic!r} is not a valid regular expression: "
+                        f"{exc}"
+                    ) from exc
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the interrupted one."""
+        return {
+            "topics": list(self.topics),
+            "isolation_level": self.isolation_level,
+            "consumer_groups": list(self.consumer_groups),
+            "catalog_prefix": self.catalog_prefix,
+            "chunk_rows": self.chunk_rows,
+            "chunk_bytes": self.chunk_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """One partition to read, with the offsets captured when the snapshot started."""
+
+    topic: str
+    partition: int
+    low_watermark: int
+    high_watermark: int
+    last_stable_offset: int
+    start_offset: int
+    end_offset: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.topic}|{self.partition}"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Something the snapshot finished: a plan, a chunk or a partition."""
+
+    kind: Literal["plan", "chunk", "partition", "resumed"]
+    topic: str | None = None
+    partition: int | None = None
+    rows: int = 0
+    value_bytes: int = 0
+    expected_rows: int = 0
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+# Topic selection.
+
+
+def select_topics(
+    available: Iterable[str],
+    requested: Sequence[str] = (),
+    *,
+    catalog_prefix: str = "",
+    parser: TopicNameParser | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """Pick topics: returns (topic -> why it was chosen, catalog topics not found).
+
+    Exact names must exist; a ``^pattern`` must match at least one topic. Internal
+    topics (``__consumer_offsets`` ...) are only taken when named exactly.
+    """
+    names = set(available)
+    visible = sorted(t for t in names if not t.startswith("__"))
+    parser = parser or default_parser()
+    chosen: dict[str, str] = {}
+    missing: list[str] = []
+    if not requested:
+        for name in TopicCatalog(prefix=catalog_prefix).names():
+            if name in names:
+                chosen[name] = "catalog"
+            else:
+                missing.append(name)
+        for name in visible:
+            if name not in chosen:
+                topic_name = parser.parse(name)
+                if topic_name.matched:
+                    chosen[name] = f"scheme:{topic_name.scheme}"
+        return dict(sorted(chosen.items())), missing
+
+    for item in requested:
+        if item.startswith("^"):
+            pattern = re.compile(item)
+            matched = [t for t in visible if pattern.search(t)]
+            if not matched:
+                raise InputError(
+                    f"topic pattern {item!r} matches no topic on the broker "
+                    f"({len(visible)} topics)"
+                )
+            for name in matched:
+                chosen.setdefault(name, f"pattern:{item}")
+        elif item in names:
+            chosen.setdefault(item, "named")
+        else:
+            close = [t for t in visible if item.lower() in t.lower()][:3]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise InputError(f"topic {item!r} does not exist on the broker{hint}")
+    return dict(sorted(chosen.items())), missing
+
+
+# Planning: watermarks, start offsets, consumer group offsets.
+
+
+def _list_offsets(
+    admin: AdminClient,
+    partitions: list[TopicPartition],
+    spec: OffsetSpec,
+    isolation: IsolationLevel,
+    timeout: float,
+) -> dict[tuple[str, int], int]:
+    if not partitions:
+        return {}
+    try:
+        futures = admin.list_offsets(
+            {tp: spec for tp in partitions},
+            isolation_level=isolation,
+            request_timeout=timeout,
+        )
+        return {
+            (tp.topic, tp.partition): int(future.result(timeout=timeout).offset)
+            for tp, future in futures.items()
+        }
+    except KafkaException as exc:
+        raise KafkaError(f"could not list partition offsets: {exc}") from exc
+
+
+def _capture_group_offsets(
+    admin: AdminClient, groups: Sequence[str], timeout: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    for group in groups:
+        try:
+            futures = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=timeout
+            )
+            result = futures[group].result(timeout=timeout)
+        except KafkaException as exc:
+            report[group] = {"found": False, "error": str(exc), "partitions": 0}
+            logger.warning("consumer group offsets unreadable group=%s: %s", group, exc)
+            continue
+        partitions = result.topic_partitions or []
+        for tp in partitions:
+            offset = tp.offset if tp.offset >= 0 else None
+            rows.append(
+                {
+                    "group_id": group,
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed_offset": offset,
+                }
+            )
+        report[group] = {"found": bool(partitions), "partitions": len(partitions)}
+    return rows, report
+
+
+def _previous_ends(incremental_from: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    from codegen_forensics.snapshot import Snapshot
+
+    previous = Snapshot.open(incremental_from)
+    kafka = previous.manifest.get("kafka")
+    if not kafka:
+        raise SnapshotError(
+            f"snapshot {str(incremental_from)!r} has no Kafka section to continue from"
+        )
+    ends = {
+        f"{p['topic']}|{p['partition']}": int(p["end_offset"])
+        for p in kafka["partitions"]
+    }
+    return ends, {"path": str(incremental_from), "checksum": previous.checksum}
+
+
+def _plan(
+    settings: KafkaSettings,
+    options: KafkaSnapshotOptions,
+    parser: TopicNameParser,
+    incremental_from: Path | None,
+) -> dict[str, Any]:
+    admin = AdminClient(settings.client_config())
+    try:
+        metadata = admin.list_topics(timeout=options.timeout_s)
+    except KafkaException as exc:
+        raise KafkaError(
+            f"broker at {settings.describe()} does not answer: {exc}"
+        ) from exc
+    chosen, missing = select_topics(
+        metadata.topics,
+        options.topics,
+        catalog_prefix=options.catalog_prefix,
+        parser=parser,
+    )
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in chosen
+        for p in sorted(metadata.topics[topic].partitions)
+    ]
+    committed = (
+        IsolationLevel.READ_COMMITTED
+        if options.isolation_level == "read_committed"
+        else IsolationLevel.READ_UNCOMMITTED
+    )
+    uncommitted = IsolationLevel.READ_UNCOMMITTED
+    earliest: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+    latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    lows = _list_offsets(admin, partitions, earliest, uncommitted, options.timeout_s)
+    highs = _list_offsets(admin, partitions, latest, uncommitted, options.timeout_s)
+    stables = (
+        _list_offsets(admin, partitions, latest, committed, options.timeout_s)
+        if options.isolation_level == "read_committed"
+        else highs
+    )
+    groups = list(dict.fromkeys([*CONSUMER_GROUPS, *options.consumer_groups]))
+    group_rows, group_report = _capture_group_offsets(admin, groups, options.timeout_s)
+
+    previous: dict[str, int] = {}
+    source = None
+    if incremental_from is not None:
+        previous, source = _previous_ends(incremental_from)
+    findings: list[str] = []
+    tasks = []
+    for tp in partitions:
+        key = (tp.topic, tp.partition)
+        low, high, stable = lows[key], highs[key], stables[key]
+        start = low
+        prior = previous.get(f"{tp.topic}|{tp.partition}")
+        if prior is not None:
+            if prior < low:
+                findings.append(
+                    f"topic={tp.topic} partition={tp.partition}: offsets {prior}.."
+                    f"{low - 1} were removed (retention or deletion) after the "
+                    "previous snapshot ended"
+                )
+            elif prior > high:
+                findings.append(
+                    f"topic={tp.topic} partition={tp.partition}: the previous "
+                    f"snapshot ended at {prior}, beyond the high watermark {high}; "
+                    "the topic was probably recreated, so it is read from the start"
+                )
+            else:
+                start = prior
+        tasks.append(
+            PartitionTask(
+                topic=tp.topic,
+                partition=tp.partition,
+                low_watermark=low,
+                high_watermark=high,
+                last_stable_offset=stable,
+                start_offset=start,
+                end_offset=max(start, stable),
+            )
+        )
+        if stable < high:
+            findings.append(
+                f"topic={tp.topic} partition={tp.partition}: a transaction was open "
+                f"at the snapshot start; read up to the last stable offset {stable} "
+                f"of high watermark {high}"
+            )
+    topics = {}
+    for topic, reason in chosen.items():
+        name = parser.parse(topic)
+        topics[topic] = {
+            "reason": reason,
+            "category": name.category,
+            "operation": name.operation,
+            "version": name.version,
+            "scheme": name.scheme,
+            "partitions": len(metadata.topics[topic].partitions),
+        }
+    return {
+        "settings": options.resume_key(),
+        "bootstrap_servers": settings.describe(),
+        "started_at": datetime.now(UTC).isoformat(),
+        "incremental_from": source,
+        "topics": topics,
+        "missing_catalog_topics": missing,
+        "tasks": [asdict(t) for t in tasks],
+        "group_offsets": group_rows,
+        "consumer_groups": group_report,
+        "findings": findings,
+    }
+
+
+# Reading partitions (in this process or in worker processes).
+
+
+@dataclass
+class _PartitionState:
+    task: PartitionTask
+    batch: MessageBatch
+    chunk_first: int | None = None
+    first_seen: int | None = None
+    done: bool = False
+
+
+def _consumer_config(
+    client_config: Mapping[str, Any], isolation_level: str
+) -> dict[str, Any]:
+    config = dict(client_config)
+    config.update(
+        {
+            # A group id is required by the client; no group is joined (assign())
+            # and nothing is ever committed.
+            "group.id": f"codegen-forensics-snapshot-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": isolation_level,
+            "queued.max.messages.kbytes": 65536,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    return config
+
+
+def _day_of(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array:
+    days = pc.strftime(timestamps, format="%Y-%m-%d")
+    return pc.fill_null(days, "unknown")
+
+
+def _write_chunk(
+    root: Path, state: _PartitionState, next_offset: int
+) -> dict[str, Any] | None:
+    """Write the partition's pending rows as one chunk (one file per day)."""
+    batch = state.batch
+    if len(batch) == 0:
+        return None
+    value_bytes = batch.value_bytes
+    record = batch.to_batch()
+    table = pa.Table.from_batches([record])
+    task = state.task
+    offsets = table.column("offset")
+    days = _day_of(table.column("timestamp"))
+    files = []
+    for day in sorted(pc.unique(days).to_pylist()):
+        part = (
+            table
+            if pc.count_distinct(days).as_py() == 1
+            else table.filter(pc.equal(days, day))
+        )
+        first = pc.min(part.column("offset")).as_py()
+        relative = (
+            f"kafka/topic={task.topic}/day={day}/"
+            f"part-{task.partition:05d}-{first:020d}.parquet"
+        )
+        files.append(write_parquet_file(root, relative, part))
+    statuses = pc.value_counts(table.column("decode_status")).to_pylist()
+    span = pc.min_max(table.column("timestamp")).as_py()
+    key_sizes = pc.sum(table.column("key_size")).as_py() or 0
+    chunk = {
+        "topic": task.topic,
+        "partition": task.partition,
+        "first": pc.min(offsets).as_py(),
+        "last": pc.max(offsets).as_py(),
+        "next": next_offset,
+        "rows": table.num_rows,
+        "value_bytes": value_bytes,
+        "key_bytes": key_sizes,
+        "statuses": {s["values"]: s["counts"] for s in statuses},
+        "dlq_unknown": pc.sum(pc.equal(table.column("dlq_shape"), "unknown")).as_py()
+        or 0,
+        "timestamp_min": _iso(span["min"]),
+        "timestamp_max": _iso(span["max"]),
+        "files": files,
+    }
+    state.chunk_first = None
+    return chunk
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="microseconds")
+
+
+Emit = Callable[[tuple[Any, ...]], None]
+
+
+def read_partitions(
+    client_config: Mapping[str, Any],
+    root: Path,
+    tasks: Sequence[PartitionTask],
+    isolation_level: str,
+    chunk_rows: int,
+    chunk_bytes: int,
+    stall_timeout_s: float,
+    parser: TopicNameParser | None,
+    emit: Emit,
+) -> None:
+    """Read partitions from their start up to their captured end, writing chunks.
+
+    ``emit`` receives ``("chunk", chunk)`` for every chunk written and
+    ``("partition", key, info)`` when a partition is finished.
+    """
+    states: dict[tuple[str, int], _PartitionState] = {}
+    for task in tasks:
+        if task.start_offset >= task.end_offset:
+            emit(("partition", task.key, {"first_seen": None}))
+            continue
+        states[(task.topic, task.partition)] = _PartitionState(
+            task, MessageBatch(parser)
+        )
+    if not states:
+        return
+
+    consumer = Consumer(_consumer_config(client_config, isolation_level))
+    eof_code = ClientKafkaError._PARTITION_EOF
+    try:
+        consumer.assign(
+            [
+                TopicPartition(s.task.topic, s.task.partition, s.task.start_offset)
+                for s in states.values()
+            ]
+        )
+        last_progress = time.monotonic()
+        while states:
+            # Typed loosely: the client's stubs make every field optional.
+            messages: list[Any] = consumer.consume(num_messages=10_000, timeout=0.5)
+            if messages:
+                last_progress = time.monotonic()
+            for message in messages:
+                error = message.error()
+                topic = message.topic()
+                partition = message.partition()
+                state = states.get((topic, partition))
+                if error is not None:
+                    if error.code() == eof_code:
+                        if (
+                            state is not None
+                            and message.offset() >= state.task.end_offset
+                        ):
+                            state.done = True
+                        continue
+                    raise KafkaError(
+                        f"reading topic={topic} partition={partition} failed: "
+                        f"{error.str()}"
+                    )
+                if state is None or state.done:
+                    continue
+                offset = message.offset()
+                if offset >= state.task.end_offset:
+                    state.done = True
+                    continue
+                if state.first_seen is None:
+                    state.first_seen = offset
+                kind, millis = message.timestamp()
+                batch = state.batch
+                batch.append(
+                    topic,
+                    partition,
+                    offset,
+                    message.value(),
+                    key=message.key(),
+                    timestamp=millis,
+                    timestamp_type=kind,
+                    headers=message.headers(),
+                )
+                if len(batch) >= chunk_rows or batch.value_bytes >= chunk_bytes:
+                    chunk = _write_chunk(root, state, offset + 1)
+                    emit(("chunk", chunk))
+
+            # Stop on the consumer's position: it passes transaction markers and
+            # aborted records that are never delivered.
+            active = [s for s in states.values() if not s.done]
+            if active:
+                positions = consumer.position(
+                    [TopicPartition(s.task.topic, s.task.partition) for s in active]
+                )
+                for state, tp in zip(active, positions, strict=True):
+                    if tp.offset >= state.task.end_offset:
+                        state.done = True
+            finished = [s for s in states.values() if s.done]
+            for state in finished:
+                task = state.task
+                chunk = _write_chunk(root, state, task.end_offset)
+                if chunk is not None:
+                    emit(("chunk", chunk))
+                consumer.incremental_unassign(
+                    [TopicPartition(task.topic, task.partition)]
+                )
+                del states[(task.topic, task.partition)]
+                emit(("partition", task.key, {"first_seen": state.first_seen}))
+                last_progress = time.monotonic()
+            if states and time.monotonic() - last_progress > stall_timeout_s:
+                stuck = ", ".join(
+                    f"topic={s.task.topic} partition={s.task.partition} "
+                    f"end={s.task.end_offset}"
+                    for s in states.values()
+                )
+                raise KafkaError(
+                    f"no progress for {stall_timeout_s:.0f}s reading {stuck}; is the "
+                    "broker reachable?"
+                )
+    finally:
+        consumer.close()
+
+
+def _worker_main(
+    index: int,
+    client_config: dict[str, Any],
+    root: str,
+    tasks: list[PartitionTask],
+    isolation_level: str,
+    chunk_rows: int,
+    chunk_bytes: int,
+    stall_timeout_s: float,
+    parser: TopicNameParser | None,
+    out: Any,
+) -> None:
+    try:
+        read_partitions(
+            client_config,
+            Path(root),
+            tasks,
+            isolation_level,
+            chunk_rows,
+            chunk_bytes,
+            stall_timeout_s,
+            parser,
+            out.put,
+        )
+    except BaseException as exc:
+        out.put(
+            ("error", index, f"{exc.__class__.__name__}: {exc}", traceback.format_exc())
+        )
+        return
+    out.put(("worker_done", index))
+
+
+def _split(tasks: list[PartitionTask], workers: int) -> list[list[PartitionTask]]:
+    """Spread partitions over workers, largest first, to balance their sizes."""
+    groups: list[list[PartitionTask]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for task in sorted(
+        tasks, key=lambda t: t.end_offset - t.start_offset, reverse=True
+    ):
+        target = loads.index(min(loads))
+        groups[target].append(task)
+        loads[target] += task.end_offset - task.start_offset
+    return [g for g in groups if g]
+
+
+# The whole Kafka part of a snapshot.
+
+
+@dataclass
+class _Run:
+    writer: SnapshotWriter
+    plan: dict[str, Any]
+    chunks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress: ProgressCallback | None = None
+
+    def on_event(self, event: tuple[Any, ...]) -> None:
+        if event[0] == "chunk":
+            chunk = event[1]
+            key = f"{chunk['topic']}|{chunk['partition']}"
+            self.chunks.setdefault(key, []).append({k: v for k, v in chunk.items()})
+            self.writer.add(chunk["files"], state={_CHUNKS_KEY: self.chunks})
+            if self.progress:
+                self.progress(
+                    ProgressEvent(
+                        "chunk",
+                        chunk["topic"],
+                        chunk["partition"],
+                        rows=chunk["rows"],
+                        value_bytes=chunk["value_bytes"],
+                    )
+                )
+        elif event[0] == "partition":
+            key, info = event[1], event[2]
+            self.done[key] = info
+            self.writer.save_state(_DONE_KEY, self.done)
+            if self.progress:
+                topic, _, partition = key.rpartition("|")
+                self.progress(ProgressEvent("partition", topic, int(partition)))
+
+
+def snapshot_kafka_into(
+    writer: SnapshotWriter,
+    settings: KafkaSettings,
+    options: KafkaSnapshotOptions | None = None,
+    *,
+    incremental_from: str | Path | None = None,
+    parser: TopicNameParser | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Snapshot topics into ``writer``'s directory; returns the manifest section.
+
+    A directory with an interrupted Kafka snapshot is resumed from its recorded plan
+    and chunks; its settings must match. The caller writes the manifest.
+    """
+    options = options or KafkaSnapshotOptions()
+    parser = parser or default_parser()
+    previous = Path(incremental_from) if incremental_from is not None else None
+
+    # The plan: captured once, reused when resuming.
+    plan = writer.state(_PLAN_KEY)
+    if plan is not None:
+        if plan["settings"] != options.resume_key() or (
+            (plan["incremental_from"] or {}).get("path")
+            != (str(previous) if previous else None)
+        ):
+            raise SnapshotError(
+                f"snapshot {str(writer.root)!r} was started with other Kafka "
+                f"settings ({plan['settings']}); run it again with those, or write "
+                "into a new directory"
+            )
+        logger.info("resuming kafka snapshot path=%s", writer.root)
+    else:
+        plan = _plan(settings, options, parser, previous)
+        writer.save_state(_PLAN_KEY, plan)
+    run = _Run(
+        writer,
+        plan,
+        chunks=dict(writer.state(_CHUNKS_KEY) or {}),
+        done=dict(writer.state(_DONE_KEY) or {}),
+        progress=progress,
+    )
+    _discard_unfinished(writer, run.chunks)
+
+    # What is left to read.
+    tasks = [PartitionTask(**t) for t in plan["tasks"]]
+    pending = []
+    for task in tasks:
+        if task.key in run.done:
+            continue
+        recorded = run.chunks.get(task.key)
+        if recorded:
+            resume_at = max(c["next"] for c in recorded)
+            task = PartitionTask(**{**asdict(task), "start_offset": resume_at})
+        pending.append(task)
+    if progress:
+        progress(
+            ProgressEvent(
+                "plan",
+                rows=sum(c["rows"] for cs in run.chunks.values() for c in cs),
+                expected_rows=sum(t.end_offset - t.start_offset for t in tasks),
+            )
+        )
+
+    total = sum(t.end_offset - t.start_offset for t in pending)
+    workers = options.workers
+    if workers is None:
+        workers = min(4, mp.cpu_count()) if total >= 500_000 else 1
+    groups = _split(pending, workers)
+    client_config = settings.client_config()
+    if len(groups) <= 1:
+        read_partitions(
+            client_config,
+            writer.root,
+            pending,
+            options.isolation_level,
+            options.chunk_rows,
+            options.chunk_bytes,
+            options.stall_timeout_s,
+            parser,
+            run.on_event,
+        )
+    else:
+        _read_in_processes(client_config, writer.root, groups, options, parser, run)
+
+    return _finish(writer, run, tasks, options)
+
+
+def _read_in_processes(
+    client_config: dict[str, Any],
+    root: Path,
+    groups: list[list[PartitionTask]],
+    options: KafkaSnapshotOptions,
+    parser: TopicNameParser,
+    run: _Run,
+) -> None:
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker_main,
+            args=(
+                index,
+                client_config,
+                str(root),
+                group,
+                options.isolation_level,
+                options.chunk_rows,
+                options.chunk_bytes,
+                options.stall_timeout_s,
+                parser,
+                out,
+            ),
+            daemon=True,
+        )
+        for index, group in enumerate(groups)
+    ]
+    for process in processes:
+        process.start()
+    running = set(range(len(processes)))
+    try:
+        while running:
+            try:
+                event = out.get(timeout=1.0)
+            except queue_module.Empty:
+                dead = [i for i in running if not processes[i].is_alive()]
+                if dead:
+                    # A worker may have exited right after its last message.
+                    try:
+                        event = out.get(timeout=2.0)
+                    except queue_module.Empty:
+                        raise SnapshotError(
+                            f"snapshot reader process {dead[0]} exited without "
+                            f"finishing (exit code {processes[dead[0]].exitcode}); "
+                            "run the snapshot again to resume"
+                        ) from None
+                else:
+                    continue
+            if event[0] == "worker_done":
+                running.discard(event[1])
+            elif event[0] == "error":
+                raise KafkaError(
+                    f"snapshot reader process {event[1]} failed: {event[2]}\n{event[3]}"
+                )
+            else:
+                run.on_event(event)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=10)
+
+
+def _discard_unfinished(
+    writer: SnapshotWriter, chunks: Mapping[str, list[dict[str, Any]]]
+) -> None:
+    """Remove files of chunks that were not recorded before an interruption."""
+    kept = {f["path"] for cs in chunks.values() for c in cs for f in c["files"]}
+    stale = [p for p in writer.files if p.startswith("kafka/") and p not in kept]
+    if stale:
+        writer.forget(stale)
+    base = writer.root / "kafka"
+    if base.exists():
+        for path in base.rglob("*"):
+            relative = path.relative_to(writer.root).as_posix()
+            if path.is_file() and relative not in kept:
+                logger.info("removing unfinished file path=%s", relative)
+                path.unlink()
+
+
+def _finish(
+    writer: SnapshotWriter,
+    run: _Run,
+    tasks: list[PartitionTask],
+    options: KafkaSnapshotOptions,
+) -> dict[str, Any]:
+    """Partition and group tables, and the manifest section."""
+    plan = run.plan
+    findings = list(plan["findings"])
+    partition_rows = []
+    per_topic: dict[str, dict[str, Any]] = {}
+    statuses_total: Counter[str] = Counter()
+    for task in tasks:
+        chunks = sorted(run.chunks.get(task.key, []), key=lambda c: c["first"])
+        rows = sum(c["rows"] for c in chunks)
+        value_bytes = sum(c["value_bytes"] for c in chunks)
+        first = chunks[0]["first"] if chunks else None
+        last = chunks[-1]["last"] if chunks else None
+        partition_rows.append(
+            {
+                **asdict(task),
+                "rows": rows,
+                "value_bytes": value_bytes,
+                "first_offset": first,
+                "last_offset": last,
+            }
+        )
+        topic = per_topic.setdefault(
+            task.topic,
+            {
+                **plan["topics"][task.topic],
+                "rows": 0,
+                "value_bytes": 0,
+                "key_bytes": 0,
+                "decode_status": Counter(),
+                "dlq_unknown": 0,
+                "timestamp_min": None,
+                "timestamp_max": None,
+            },
+        )
+        topic["rows"] += rows
+        topic["value_bytes"] += value_bytes
+        for chunk in chunks:
+            topic["key_bytes"] += chunk["key_bytes"]
+            topic["decode_status"].update(chunk["statuses"])
+            topic["dlq_unknown"] += chunk["dlq_unknown"]
+            topic["timestamp_min"] = _min(
+                topic["timestamp_min"], chunk["timestamp_min"]
+            )
+            topic["timestamp_max"] = _max(
+                topic["timestamp_max"], chunk["timestamp_max"]
+            )
+    for name, topic in per_topic.items():
+        statuses_total.update(topic["decode_status"])
+        topic["decode_status"] = dict(sorted(topic["decode_status"].items()))
+        if topic["dlq_unknown"]:
+            findings.append(
+                f"topic={name}: {topic['dlq_unknown']} dead-letter messages of an "
+                "unknown shape, kept raw"
+            )
+
+    writer.write(
+        "kafka_partitions.parquet",
+        pa.Table.from_pylist(partition_rows, schema=KAFKA_PARTITIONS_SCHEMA),
+    )
+    writer.write(
+        "consumer_offsets.parquet",
+        pa.Table.from_pylist(plan["group_offsets"], schema=CONSUMER_OFFSETS_SCHEMA),
+    )
+    times = [t for t in per_topic.values() if t["timestamp_min"]]
+    return {
+        "bootstrap_servers": plan["bootstrap_servers"],
+        "settings": plan["settings"],
+        "started_at": plan["started_at"],
+        "finished_at": datetime.now(UTC).isoformat(),
+        "incremental_from": plan["incremental_from"],
+        "topics": per_topic,
+        "partitions": partition_rows,
+        "missing_catalog_topics": plan["missing_catalog_topics"],
+        "consumer_groups": plan["consumer_groups"],
+        "rows": sum(p["rows"] for p in partition_rows),
+        "value_bytes": sum(p["value_bytes"] for p in partition_rows),
+        "decode_status": dict(sorted(statuses_total.items())),
+        "dlq_unknown": sum(t["dlq_unknown"] for t in per_topic.values()),
+        "time_range": {
+            "min": min((t["timestamp_min"] for t in times), default=None),
+            "max": max((t["timestamp_max"] for t in times), default=None),
+        },
+        "findings": findings,
+    }
+
+
+def _min(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -1,0 +1,752 @@
+"""Read-only snapshots of Postgres tables into the snapshot directory.
+
+Each table is streamed with ``COPY (SELECT ...) TO STDOUT`` in binary form inside one
+read-only, repeatable-read transaction, ordered by its time column and primary key,
+and written in chunks of a fixed number of rows; memory is bounded by the chunk size.
+Values are normalised on the way:
+
+- ``timestamptz`` becomes time-zone-aware UTC whatever the session time zone;
+  ``timestamp`` without time zone is read as UTC, and the manifest flags the column;
+- ``json`` and ``jsonb`` become canonical JSON text whatever their shape (object,
+  array, scalar, JSON null); a JSON string that holds JSON text is unwrapped and
+  counted; SQL NULL stays null;
+- ``uuid`` becomes the canonical lowercase string.
+
+``event_logs`` is written with the columns of
+:data:`~codegen_forensics.snapshot.EVENT_LOGS_SCHEMA` first; the older variant
+(``correlation_id`` not null, an extra ``created_at``) is accepted and its differences
+reported. A missing, empty or stale table is a finding in the manifest, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from psycopg import sql
+
+from codegen_forensics.errors import InputError, PostgresError, SnapshotError
+from codegen_forensics.events.decode import canonical_json
+from codegen_forensics.settings import PostgresSettings
+from codegen_forensics.snapshot import (
+    EVENT_LOGS_SCHEMA,
+    TS,
+    SnapshotWriter,
+    write_parquet_file,
+)
+
+__all__ = ["PostgresSnapshotOptions", "snapshot_postgres_into"]
+
+logger = logging.getLogger(__name__)
+
+_PLAN_KEY = "postgres_plan"
+_CHUNKS_KEY = "postgres_chunks"
+_TIME_COLUMNS = ("timestamp", "created_at", "session_start")
+
+# The event_logs columns as the field notes give them: (type, nullable).
+_EVENT_LOGS_EXPECTED: dict[str, tuple[str, bool]] = {
+    "event_id": ("uuid", False),
+    "session_id": ("uuid", False),
+    "correlation_id": ("uuid", True),
+    "event_type": ("varchar", False),
+    "topic": ("varchar", False),
+    "timestamp": ("timestamptz", False),
+    "status": ("varchar", False),
+    "processing_time_ms": ("int4", True),
+    "payload": ("jsonb", False),
+    "metadata": ("jsonb", False),
+}
+
+
+@dataclass(frozen=True)
+class PostgresSnapshotOptions:
+    """Which tables to read, over which time window.
+
+    ``since`` is inclusive and ``until`` exclusive, on each table's time column
+    (``timestamp``, else ``created_at``, else ``session_start``, or as given in
+    ``time_columns``). ``until`` defaults to the database's clock when the snapshot
+    starts. A table whose newest row is older than ``stale_after`` is reported stale.
+    """
+
+    tables: tuple[str, ...] = ("event_logs",)
+    schema: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    time_columns: Mapping[str, str] = field(default_factory=dict)
+    chunk_rows: int = 100_000
+    stale_after: timedelta = timedelta(hours=24)
+
+    def __post_init__(self) -> None:
+        for name, value in (("since", self.since), ("until", self.until)):
+            if value is not None and value.tzinfo is None:
+                raise InputError(
+                    f"{name}={value.isoformat()!r} has no time zone; give an aware "
+                    "datetime such as 2025-10-14T00:00:00+00:00"
+                )
+        if self.since and self.until and self.since >= self.until:
+            raise InputError(
+                f"since={self.since.isoformat()} must be before "
+                f"until={self.until.isoformat()}"
+            )
+        if self.chunk_rows < 1:
+            raise InputError(f"chunk_rows={self.chunk_rows} must be at least 1")
+        if not self.tables:
+            raise InputError("tables is empty; name at least one table")
+
+    def resume_key(self) -> dict[str, Any]:
+        return {
+            "tables": list(self.tables),
+            "schema": self.schema,
+            "since": _iso(self.since),
+            "until": _iso(self.until),
+            "time_columns": dict(self.time_columns),
+            "chunk_rows": self.chunk_rows,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    type_name: str  # pg_type.typname: int4, timestamptz, _text ...
+    formatted: str  # format_type(): integer, timestamp with time zone ...
+    not_null: bool
+    category: str  # pg_type.typcategory: A for arrays ...
+
+
+# How each Postgres type is selected and typed: (SQL expression, COPY type, Arrow).
+def _column_plan(column: _Column) -> tuple[sql.Composable, str, pa.DataType, str]:
+    ident = sql.Identifier(column.name)
+    kind = column.type_name
+    if kind == "timestamptz":
+        expr = sql.SQL("CASE WHEN isfinite({c}) THEN ({c} AT TIME ZONE 'UTC') END")
+        return expr.format(c=ident), "timestamp", TS, "timestamptz"
+    if kind == "timestamp":
+        expr = sql.SQL("CASE WHEN isfinite({c}) THEN {c} END")
+        return expr.format(c=ident), "timestamp", TS, "naive"
+    if kind in ("json", "jsonb"):
+        return sql.SQL("{c}::text").format(c=ident), "text", pa.string(), "json"
+    if kind in ("int2", "int4", "int8"):
+        return sql.SQL("{c}::int8").format(c=ident), "int8", pa.int64(), "plain"
+    if kind in ("float4", "float8"):
+        return sql.SQL("{c}::float8").format(c=ident), "float8", pa.float64(), "plain"
+    if kind == "bool":
+        return ident, "bool", pa.bool_(), "plain"
+    if kind == "bytea":
+        return ident, "bytea", pa.binary(), "plain"
+    if kind == "date":
+        return ident, "date", pa.date32(), "plain"
+    if column.category == "A":
+        return (
+            sql.SQL("{c}::text[]").format(c=ident),
+            "text[]",
+            pa.list_(pa.string()),
+            "plain",
+        )
+    return sql.SQL("{c}::text").format(c=ident), "text", pa.string(), "plain"
+
+
+def _canonical(text: str | None, counts: Counter[str]) -> str | None:
+    """Canonical JSON text of a json/jsonb value read as text."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        counts["json_unparseable"] += 1
+        return text
+    if isinstance(value, str):
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict | list):
+            counts["json_text_unwrapped"] += 1
+            value = inner
+    try:
+        return canonical_json(value)
+    except ValueError:
+        counts["json_not_canonical"] += 1
+        return text
+
+
+@dataclass
+class _TablePlan:
+    name: str
+    exists: bool
+    columns: list[_Column]
+    primary_key: list[str]
+    time_column: str | None
+    since: str | None
+    until: str | None
+    findings: list[str]
+    differences: list[str]
+    newest: str | None
+    has_rows: bool
+
+
+def _introspect(
+    conn: sa.Connection, schema: str | None, table: str
+) -> tuple[str | None, list[_Column], list[str]]:
+    qualified = f'"{schema}"."{table}"' if schema else f'"{table}"'
+    oid = conn.execute(
+        sa.text("SELECT to_regclass(:name)::oid"), {"name": qualified}
+    ).scalar()
+    if oid is None:
+        return None, [], []
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), "
+            "a.attnotnull, t.typcategory FROM pg_attribute a "
+            "JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = :oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum"
+        ),
+        {"oid": oid},
+    ).all()
+    columns = [_Column(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+    pk = conn.execute(
+        sa.text(
+            "SELECT a.attname FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = :oid AND i.indisprimary ORDER BY a.attnum"
+        ),
+        {"oid": oid},
+    ).scalars()
+    return qualified, columns, list(pk)
+
+
+def _event_logs_differences(columns: Sequence[_Column]) -> list[str]:
+    have = {c.name: c for c in columns}
+    differences = []
+    for name, (kind, nullable) in _EVENT_LOGS_EXPECTED.items():
+        column = have.get(name)
+        if column is None:
+            differences.append(f"column {name} is missing (read as null)")
+            continue
+        if column.type_name != kind and not (
+            kind == "varchar" and column.type_name == "text"
+        ):
+            differences.append(f"column {name} is {column.formatted}, not {kind}")
+        if nullable and column.not_null:
+            differences.append(f"column {name} is NOT NULL (older variant)")
+    for name in have:
+        if name not in _EVENT_LOGS_EXPECTED:
+            note = " (older variant)" if name == "created_at" else ""
+            differences.append(f"extra column {name}{note}")
+    return differences
+
+
+def _plan_table(
+    conn: sa.Connection,
+    options: PostgresSnapshotOptions,
+    table: str,
+    now: datetime,
+    previous: Mapping[str, Any] | None,
+) -> _TablePlan:
+    qualified, columns, pk = _introspect(conn, options.schema, table)
+    if qualified is None:
+        return _TablePlan(
+            table,
+            False,
+            [],
+            [],
+            None,
+            None,
+            None,
+            [f"table {table} does not exist"],
+            [],
+            None,
+            False,
+        )
+    findings: list[str] = []
+    differences = _event_logs_differences(columns) if table == "event_logs" else []
+    by_name = {c.name: c for c in columns}
+    wanted = options.time_columns.get(table)
+    if wanted is not None and wanted not in by_name:
+        raise InputError(
+            f"time column {wanted!r} is not a column of {table}; it has "
+            f"{', '.join(by_name)}"
+        )
+    candidates = [wanted] if wanted else list(_TIME_COLUMNS)
+    time_column = next(
+        (
+            c
+            for c in candidates
+            if c in by_name and by_name[c].type_name in ("timestamptz", "timestamp")
+        ),
+        None,
+    )
+    for column in columns:
+        if column.type_name == "timestamp":
+            findings.append(
+                f"column {column.name} stores timestamps without time zone; read as UTC"
+            )
+
+    since = options.since
+    until = options.until or now
+    if previous and previous.get("until") and options.since is None:
+        since = datetime.fromisoformat(previous["until"])
+    if time_column is None and (options.since or options.until):
+        findings.append(f"{table} has no time column; the time window is not applied")
+
+    newest = None
+    has_rows = bool(
+        conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {qualified})")).scalar()
+    )
+    if not has_rows:
+        findings.append(f"table {table} is empty")
+    elif time_column is not None:
+        expr = _utc_expr(by_name[time_column])
+        newest_value = conn.execute(
+            sa.text(f"SELECT max({expr}) FROM {qualified}")
+        ).scalar()
+        if newest_value is not None:
+            newest_utc = newest_value.replace(tzinfo=UTC)
+            newest = newest_utc.isoformat()
+            if now - newest_utc > options.stale_after:
+                findings.append(
+                    f"table {table} is stale: its newest row ({newest}) is "
+                    f"{_hours(now - newest_utc)} older than the snapshot"
+                )
+    return _TablePlan(
+        table,
+        True,
+        columns,
+        pk,
+        time_column,
+        _iso(since) if time_column else None,
+        _iso(until) if time_column else None,
+        findings,
+        differences,
+        newest,
+        has_rows,
+    )
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _utc_expr(column: _Column) -> str:
+    name = '"' + column.name.replace('"', '""') + '"'
+    if column.type_name == "timestamptz":
+        return f"({name} AT TIME ZONE 'UTC')"
+    return name
+
+
+def _table_select(
+    plan: _TablePlan, schema: str | None, resume: list[Any] | None
+) -> tuple[sql.Composed, list[str], list[tuple[str, pa.DataType, str]]]:
+    exprs, copy_types, outputs = [], [], []
+    for column in plan.columns:
+        expr, copy_type, arrow, kind = _column_plan(column)
+        exprs.append(
+            sql.SQL("{e} AS {n}").format(e=expr, n=sql.Identifier(column.name))
+        )
+        copy_types.append(copy_type)
+        outputs.append((column.name, arrow, kind))
+    by_name = {c.name: c for c in plan.columns}
+    target = sql.Identifier(schema, plan.name) if schema else sql.Identifier(plan.name)
+    src = "src"
+    where: list[sql.Composable] = []
+    key_columns: list[str] = []
+    if plan.time_column:
+        key_columns.append(plan.time_column)
+    key_columns += [k for k in plan.primary_key if k not in key_columns]
+    if plan.time_column:
+        tc = by_name[plan.time_column]
+        ident = sql.Identifier(src, tc.name)
+        cast = sql.SQL("timestamptz" if tc.type_name == "timestamptz" else "timestamp")
+        for bound, op in ((plan.since, ">="), (plan.until, "<")):
+            if bound is not None:
+                value = datetime.fromisoformat(bound)
+                if tc.type_name == "timestamp":
+                    value = value.astimezone(UTC).replace(tzinfo=None)
+                where.append(
+                    sql.SQL("{c} " + op + " {v}::{t}").format(
+                        c=ident, v=sql.Literal(value), t=cast
+                    )
+                )
+    if resume is not None and key_columns:
+        left = sql.SQL(", ").join(sql.Identifier(src, k) for k in key_columns)
+        right = []
+        for name, value in zip(key_columns, resume, strict=True):
+            column = by_name[name]
+            if column.type_name == "timestamptz":
+                right.append(sql.SQL("{v}::timestamptz").format(v=sql.Literal(value)))
+            elif column.type_name == "timestamp":
+                right.append(sql.SQL("{v}::timestamp").format(v=sql.Literal(value)))
+            else:
+                right.append(
+                    sql.SQL("{v}::{t}").format(
+                        v=sql.Literal(value), t=sql.SQL(column.formatted)
+                    )
+                )
+        where.append(
+            sql.SQL("({l}) > ({r})").format(l=left, r=sql.SQL(", ").join(right))
+        )
+    order = [sql.Identifier(src, k) for k in key_columns]
+    query = sql.SQL("SELECT {exprs} FROM {target} AS {src}").format(
+        exprs=sql.SQL(", ").join(exprs), target=target, src=sql.Identifier(src)
+    )
+    if where:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+    if order:
+        query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(order)
+    copy = sql.SQL("COPY ({q}) TO STDOUT (FORMAT BINARY)").format(q=query)
+    return copy, copy_types, outputs
+
+
+def _key_text(value: Any, column: _Column) -> Any:
+    if isinstance(value, datetime):
+        if column.type_name == "timestamptz":
+            return value.replace(tzinfo=UTC).isoformat()
+        return value.isoformat()
+    return value
+
+
+def _arrow_table(
+    rows: list[tuple[Any, ...]],
+    outputs: list[tuple[str, pa.DataType, str]],
+    table: str,
+    counts: Counter[str],
+) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in outputs]
+    arrays = {}
+    for (name, arrow, kind), values in zip(outputs, columns, strict=True):
+        if kind == "json":
+            values = tuple(_canonical(v, counts) for v in values)
+        elif kind in ("timestamptz", "naive"):
+            arrays[name] = pa.array(values, type=pa.timestamp("us")).cast(TS)
+            continue
+        arrays[name] = pa.array(values, type=arrow)
+    if table == "event_logs":
+        names = list(EVENT_LOGS_SCHEMA.names)
+        fields = list(EVENT_LOGS_SCHEMA)
+        for name, arrow, _ in outputs:
+            if name not in EVENT_LOGS_SCHEMA.names:
+                names.append(name)
+                fields.append(pa.field(name, arrow))
+        columns_out = []
+        for schema_field in fields:
+            if schema_field.name in arrays:
+                columns_out.append(arrays[schema_field.name].cast(schema_field.type))
+            else:
+                columns_out.append(pa.nulls(len(rows), schema_field.type))
+        return pa.Table.from_arrays(columns_out, schema=pa.schema(fields))
+    return pa.table(arrays)
+
+
+def _write_table_chunk(
+    root: Path,
+    plan: _TablePlan,
+    index: int,
+    rows: list[tuple[Any, ...]],
+    outputs: list[tuple[str, pa.DataType, str]],
+) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    table = _arrow_table(rows, outputs, plan.name, counts)
+    files = []
+    span: dict[str, Any] = {"min": None, "max": None}
+    if plan.time_column:
+        times = table.column(plan.time_column)
+        span = pc.min_max(times).as_py()
+        days = pc.fill_null(pc.strftime(times, format="%Y-%m-%d"), "unknown")
+        unique = sorted(pc.unique(days).to_pylist())
+    else:
+        days, unique = None, ["unknown"]
+    for day in unique:
+        part = (
+            table
+            if len(unique) == 1 or days is None
+            else table.filter(pc.equal(days, day))
+        )
+        relative = f"postgres/table={plan.name}/day={day}/part-{index:06d}.parquet"
+        files.append(write_parquet_file(root, relative, part))
+    return {
+        "table": plan.name,
+        "index": index,
+        "rows": table.num_rows,
+        "counts": dict(counts),
+        "time_min": None if span["min"] is None else span["min"].isoformat(),
+        "time_max": None if span["max"] is None else span["max"].isoformat(),
+        "files": files,
+    }
+
+
+def _stream(
+    conn: sa.Connection, copy_sql: sql.Composed, copy_types: list[str]
+) -> Iterator[tuple[Any, ...]]:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        copy.set_types(copy_types)
+        yield from copy.rows()
+
+
+def snapshot_postgres_into(
+    writer: SnapshotWriter,
+    settings: PostgresSettings,
+    options: PostgresSnapshotOptions | None = None,
+    *,
+    incremental_from: Path | None = None,
+) -> dict[str, Any]:
+    """Snapshot tables into ``writer``'s directory; returns the manifest section.
+
+    An interrupted run in the same directory is resumed from its last recorded chunk
+    per table; its settings must match.
+    """
+    options = options or PostgresSnapshotOptions()
+    engine = sa.create_engine(settings.url.get_secret_value(), pool_pre_ping=True)
+    try:
+        return _snapshot(writer, engine, settings, options, incremental_from)
+    except sa.exc.SQLAlchemyError as exc:
+        raise PostgresError(
+            f"snapshot of {settings.describe()} failed: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'orig', exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def _previous_tables(path: Path | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    if path is None:
+        return {}, None
+    from codegen_forensics.snapshot import Snapshot
+
+    previous = Snapshot.open(path)
+    section = previous.manifest.get("postgres")
+    if not section:
+        raise SnapshotError(
+            f"snapshot {str(path)!r} has no Postgres section to continue from"
+        )
+    return section["tables"], {"path": str(path), "checksum": previous.checksum}
+
+
+def _snapshot(
+    writer: SnapshotWriter,
+    engine: sa.Engine,
+    settings: PostgresSettings,
+    options: PostgresSnapshotOptions,
+    incremental_from: Path | None,
+) -> dict[str, Any]:
+    saved = writer.state(_PLAN_KEY)
+    key = options.resume_key()
+    source_path = str(incremental_from) if incremental_from else None
+    if saved is not None and (
+        saved["settings"] != key
+        or (saved["incremental_from"] or {}).get("path") != source_path
+    ):
+        raise SnapshotError(
+            f"snapshot {str(writer.root)!r} was started with other Postgres settings "
+            f"({saved['settings']}); run it again with those, or write into a new "
+            "directory"
+        )
+    chunks: dict[str, list[dict[str, Any]]] = dict(writer.state(_CHUNKS_KEY) or {})
+    _discard_unfinished(writer, chunks)
+
+    with engine.connect() as conn:
+        conn = conn.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+        if saved is None:
+            previous, source = _previous_tables(incremental_from)
+            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar()
+            assert isinstance(now, datetime)
+            now = now.astimezone(UTC)
+            plans = {
+                t: _plan_table(conn, options, t, now, previous.get(t))
+                for t in options.tables
+            }
+            saved = {
+                "settings": key,
+                "database": settings.describe(),
+                "started_at": now.isoformat(),
+                "incremental_from": source,
+                "tables": {t: _plan_to_json(p) for t, p in plans.items()},
+            }
+            writer.save_state(_PLAN_KEY, saved)
+            conn.commit()
+        plans = {t: _plan_from_json(p) for t, p in saved["tables"].items()}
+
+        for name, plan in plans.items():
+            if not plan.exists:
+                continue
+            recorded = chunks.get(name, [])
+            if recorded and recorded[-1].get("final"):
+                continue
+            resume = recorded[-1]["last_key"] if recorded else None
+            if recorded and resume is None:
+                # No ordering key to resume from: read the table again.
+                writer.forget(f["path"] for c in recorded for f in c["files"])
+                chunks[name] = recorded = []
+            copy_sql, copy_types, outputs = _table_select(plan, options.schema, resume)
+            by_name = {c.name: c for c in plan.columns}
+            key_columns = ([plan.time_column] if plan.time_column else []) + [
+                k for k in plan.primary_key if k != plan.time_column
+            ]
+            key_index = [plan.columns.index(by_name[k]) for k in key_columns]
+            index = len(recorded)
+            pending: list[tuple[Any, ...]] = []
+            logger.info("reading table=%s resume=%s", name, resume)
+            for row in _stream(conn, copy_sql, copy_types):
+                pending.append(row)
+                if len(pending) >= options.chunk_rows:
+                    chunk = _write_table_chunk(
+                        writer.root, plan, index, pending, outputs
+                    )
+                    chunk["last_key"] = (
+                        [_key_text(row[i], plan.columns[i]) for i in key_index]
+                        if key_index
+                        else None
+                    )
+                    recorded.append(chunk)
+                    chunks[name] = recorded
+                    writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
+                    index += 1
+                    pending = []
+            if pending:
+                chunk = _write_table_chunk(writer.root, plan, index, pending, outputs)
+            else:
+                chunk = {
+                    "table": name,
+                    "index": index,
+                    "rows": 0,
+                    "counts": {},
+                    "time_min": None,
+                    "time_max": None,
+                    "files": [],
+                }
+            chunk["last_key"] = None
+            chunk["final"] = True
+            recorded.append(chunk)
+            chunks[name] = recorded
+            writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
+            conn.commit()
+
+    return _section(saved, plans, chunks)
+
+
+def _plan_to_json(plan: _TablePlan) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "exists": plan.exists,
+        "columns": [vars(c) for c in plan.columns],
+        "primary_key": plan.primary_key,
+        "time_column": plan.time_column,
+        "since": plan.since,
+        "until": plan.until,
+        "findings": plan.findings,
+        "differences": plan.differences,
+        "newest": plan.newest,
+        "has_rows": plan.has_rows,
+    }
+
+
+def _plan_from_json(data: Mapping[str, Any]) -> _TablePlan:
+    return _TablePlan(
+        name=data["name"],
+        exists=data["exists"],
+        columns=[_Column(**c) for c in data["columns"]],
+        primary_key=list(data["primary_key"]),
+        time_column=data["time_column"],
+        since=data["since"],
+        until=data["until"],
+        findings=list(data["findings"]),
+        differences=list(data["differences"]),
+        newest=data["newest"],
+        has_rows=data["has_rows"],
+    )
+
+
+def _discard_unfinished(
+    writer: SnapshotWriter, chunks: Mapping[str, list[dict[str, Any]]]
+) -> None:
+    kept = {f["path"] for cs in chunks.values() for c in cs for f in c["files"]}
+    stale = [p for p in writer.files if p.startswith("postgres/") and p not in kept]
+    if stale:
+        writer.forget(stale)
+    base = writer.root / "postgres"
+    if base.exists():
+        for path in base.rglob("*"):
+            relative = path.relative_to(writer.root).as_posix()
+            if path.is_file() and relative not in kept:
+                path.unlink()
+
+
+def _section(
+    saved: Mapping[str, Any],
+    plans: Mapping[str, _TablePlan],
+    chunks: Mapping[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    tables = {}
+    findings = []
+    for name, plan in plans.items():
+        recorded = chunks.get(name, [])
+        counts: Counter[str] = Counter()
+        for chunk in recorded:
+            counts.update(chunk["counts"])
+        times = [c for c in recorded if c["time_min"]]
+        rows = sum(c["rows"] for c in recorded)
+        table_findings = list(plan.findings)
+        if plan.exists and plan.has_rows and rows == 0 and plan.time_column:
+            table_findings.append(
+                f"table {name} has no rows between {plan.since or 'the start'} and "
+                f"{plan.until}"
+            )
+        findings += table_findings
+        tables[name] = {
+            "exists": plan.exists,
+            "rows": rows,
+            "columns": {c.name: c.formatted for c in plan.columns},
+            "primary_key": plan.primary_key,
+            "time_column": plan.time_column,
+            "since": plan.since,
+            "until": plan.until,
+            "naive_timestamp_columns": [
+                c.name for c in plan.columns if c.type_name == "timestamp"
+            ],
+            "variant": (
+                (
+                    "legacy"
+                    if any("older variant" in d for d in plan.differences)
+                    else "current"
+                )
+                if name == "event_logs" and plan.exists
+                else None
+            ),
+            "differences": plan.differences,
+            "json": dict(sorted(counts.items())),
+            "time_range": {
+                "min": min((c["time_min"] for c in times), default=None),
+                "max": max((c["time_max"] for c in times), default=None),
+            },
+            "newest_row": plan.newest,
+            "findings": table_findings,
+            "bytes": sum(f["bytes"] for c in recorded for f in c["files"]),
+        }
+    return {
+        "database": saved["database"],
+        "settings": saved["settings"],
+        "started_at": saved["started_at"],
+        "finished_at": datetime.now(UTC).isoformat(),
+        "incremental_from": saved["incremental_from"],
+        "tables": tables,
+        "rows": sum(t["rows"] for t in tables.values()),
+        "findings": findings,
+    }
