@@ -57,6 +57,10 @@ PrefixOption = Annotated[
     str,
     typer.Option("--prefix", help="Name prefix of the topics, for a shared broker."),
 ]
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", help="Seconds to wait for each broker request.", min=0.1),
+]
 
 
 def emit(renderable: object) -> None:
@@ -94,7 +98,9 @@ def postgres_settings(database_url: str | None) -> PostgresSettings:
 
 @topics_app.command("create")
 def topics_create(
-    bootstrap_servers: BootstrapOption = None, prefix: PrefixOption = ""
+    bootstrap_servers: BootstrapOption = None,
+    prefix: PrefixOption = "",
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """Create the catalog's topics with their configuration; existing ones are kept
     and checked."""
@@ -103,7 +109,7 @@ def topics_create(
 
     settings = kafka_settings(bootstrap_servers)
     try:
-        report = provision_topics(settings, TopicCatalog(prefix=prefix))
+        report = provision_topics(settings, TopicCatalog(prefix=prefix), timeout)
     except ForensicsError as exc:
         raise fail(str(exc)) from exc
     emit(_provision_table(report))
@@ -113,7 +119,9 @@ def topics_create(
 
 @topics_app.command("check")
 def topics_check(
-    bootstrap_servers: BootstrapOption = None, prefix: PrefixOption = ""
+    bootstrap_servers: BootstrapOption = None,
+    prefix: PrefixOption = "",
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """Read the topics' partitions and configuration back and report every
     difference from the catalog; exit 1 if there is any."""
@@ -122,7 +130,7 @@ def topics_check(
 
     settings = kafka_settings(bootstrap_servers)
     try:
-        report = check_topics(settings, TopicCatalog(prefix=prefix))
+        report = check_topics(settings, TopicCatalog(prefix=prefix), timeout)
     except ForensicsError as exc:
         raise fail(str(exc)) from exc
     emit(_provision_table(report))
@@ -135,11 +143,14 @@ def _provision_table(report: object) -> Table:
 
     assert isinstance(report, ProvisionReport)
     table = Table(title="Topics")
-    table.add_column("topic")
-    table.add_column("state")
-    table.add_column("differences")
+    table.add_column("topic", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("differences", overflow="fold")
     for name, state in report.states.items():
-        diffs = [d for d in report.differences if d.topic == name]
+        # A missing topic's state says it all.
+        diffs = [
+            d for d in report.differences if d.topic == name and d.setting != "topic"
+        ]
         table.add_row(
             name,
             state,
