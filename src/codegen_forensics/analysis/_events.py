@@ -1,0 +1,142 @@
+"""One event view over Kafka messages and ``event_logs`` rows.
+
+Both sources become the same columns, so sessions, latencies and traces are written
+once. ``status`` is in the vocabulary of ``event_logs`` (sent, received, processing,
+completed, failed, error), which the tracer's rules are written for. Kafka messages
+carry no such column except on the status topic, so they are mapped: a request is
+``sent``, a response ``received``, a dead letter ``failed``, a status event keeps
+``completed``, ``failed`` and ``error`` and is otherwise ``processing`` (pending,
+analyzing, generating and validating are all work in progress).
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from codegen_forensics.analysis.context import Analysis, Source, check_source, normalise_id
+from codegen_forensics.events.topics import parse_topic
+
+SUCCESS_STATUSES = ("sent", "received", "completed")
+FAILURE_STATUSES = ("failed", "error")
+PROGRESS_STATUSES = ("processing", "sent", "received")
+
+EVENT_COLUMNS = (
+    "source",
+    "topic",
+    "partition",
+    "offset",
+    "event_id",
+    "category",
+    "operation",
+    "event_name",
+    "session_id",
+    "correlation_id",
+    "time",
+    "status",
+    "raw_status",
+    "processing_time_ms",
+    "is_dlq",
+    "decode_status",
+    "decode_message",
+    "dlq_source_topic",
+    "dlq_error_type",
+    "dlq_error_message",
+    "dlq_retry_count",
+)
+
+
+def events(a: Analysis, source: Source) -> ir.Table:
+    """The events of one source with the columns of :data:`EVENT_COLUMNS`."""
+    check_source(source)
+    key = f"events:{source}"
+    if key not in a._cache:
+        a._cache[key] = _topic_events(a) if source == "topics" else _log_events(a)
+    table: ir.Table = a._cache[key]
+    return table
+
+
+def _topic_events(a: Analysis) -> ir.Table:
+    m = a.messages
+    is_dlq = (m.category == "dlq") | (m.decode_status == "dlq")
+    raw = m.status.strip().lower()
+    status = (
+        ibis.cases(
+            (is_dlq, "failed"),
+            (m.category == "request", "sent"),
+            (m.category == "response", "received"),
+            (raw.isin(("completed", "failed", "error")), raw),
+            (raw.notnull(), "processing"),
+            else_=ibis.null("string"),
+        )
+    )
+    return m.select(
+        source=ibis.literal("topics"),
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        event_id=ibis.null("string"),
+        category=ibis.ifelse(is_dlq, "dlq", m.category),
+        operation=m.operation,
+        event_name=m.event_name,
+        session_id=normalise_id(m.session_id),
+        correlation_id=normalise_id(m.correlation_id),
+        time=m.event_time,
+        status=status,
+        raw_status=m.status,
+        processing_time_ms=m.processing_time_ms,
+        is_dlq=is_dlq,
+        decode_status=m.decode_status,
+        decode_message=m.decode_message,
+        dlq_source_topic=m.dlq_source_topic,
+        dlq_error_type=m.dlq_error_type,
+        dlq_error_message=m.dlq_error_message,
+        dlq_retry_count=m.dlq_retry_count,
+    )
+
+
+def _log_events(a: Analysis) -> ir.Table:
+    e = a.event_logs
+    operations = _operations(a)
+    joined = e.left_join(operations, e.topic == operations.op_topic)
+    status = joined.status.strip().lower()
+    return joined.select(
+        source=ibis.literal("event_logs"),
+        topic=joined.topic,
+        partition=ibis.null("int32"),
+        offset=ibis.null("int64"),
+        event_id=joined.event_id,
+        category=joined.event_type.strip().lower(),
+        operation=joined.op_operation,
+        event_name=ibis.null("string"),
+        session_id=normalise_id(joined.session_id),
+        correlation_id=normalise_id(joined.correlation_id),
+        time=joined.timestamp,
+        status=status,
+        raw_status=joined.status,
+        processing_time_ms=joined.processing_time_ms,
+        is_dlq=ibis.literal(False),
+        decode_status=ibis.null("string"),
+        decode_message=ibis.null("string"),
+        dlq_source_topic=ibis.null("string"),
+        dlq_error_type=ibis.null("string"),
+        dlq_error_message=ibis.null("string"),
+        dlq_retry_count=ibis.null("int32"),
+    )
+
+
+def _operations(a: Analysis) -> ir.Table:
+    """Each ``event_logs`` topic with the operation its name says (null if none)."""
+    topics = a.execute(a.all_event_logs.select("topic").distinct())["topic"]
+    names = sorted(str(t) for t in topics.dropna())
+    table = pa.table(
+        {
+            "op_topic": pa.array(names, pa.string()),
+            "op_operation": pa.array(
+                [parse_topic(t).operation for t in names], pa.string()
+            ),
+        }
+    )
+    return ibis.memtable(table)
+

@@ -1,0 +1,61 @@
+"""Small helpers shared by the measures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import ibis.expr.types as ir
+import pandas as pd
+
+from codegen_forensics.errors import InputError
+
+UTC_TIMESTAMP = "timestamp('UTC', 6)"
+
+Window = Literal["minute", "hour", "day", "week"]
+WINDOW_UNITS: dict[str, str] = {"minute": "m", "hour": "h", "day": "D", "week": "W"}
+
+
+def check_window(window: str, allowed: Sequence[str] = tuple(WINDOW_UNITS)) -> str:
+    if window not in allowed:
+        raise InputError(
+            f"window={window!r} is not known; expected one of {', '.join(allowed)}"
+        )
+    return WINDOW_UNITS[window]
+
+
+def bucket(time: ir.TimestampValue, unit: str) -> ir.TimestampValue:
+    """The start of the window holding ``time``, still in UTC.
+
+    Ibis types a truncated timestamp without its time zone; casting it back keeps
+    pandas from receiving naive values.
+    """
+    start: ir.TimestampValue = time.truncate(unit).cast(UTC_TIMESTAMP)  # type: ignore[arg-type]
+    return start
+
+
+def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    """numerator / denominator as floats, null where the denominator is 0 or null."""
+    num = numerator.astype("float64")
+    den = denominator.astype("float64")
+    return (num / den).where(den > 0)
+
+
+def sort_frame(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    ascending: bool | Sequence[bool] = True,
+) -> pd.DataFrame:
+    """Sorted with a stable sort and a fresh index, nulls last."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(
+        list(by), ascending=ascending, kind="stable", na_position="last"
+    ).reset_index(drop=True)
+
+
+def ints(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Count columns as int64 with nulls read as 0 (an outer join's missing side)."""
+    for column in columns:
+        frame[column] = frame[column].fillna(0).astype("int64")
+    return frame

@@ -1,0 +1,411 @@
+"""Compression ratio per topic, estimated by re-batching values as the producer would.
+
+A consumer receives values already decompressed, so the ratio the producer's gzip
+achieved cannot be read from a snapshot. It is estimated instead: for each partition,
+messages in offset order are packed into record batches the way librdkafka packs
+them (a batch closes when its 61-byte header plus, per record, the key, the value and
+36 bytes of worst-case framing would pass ``batch_bytes``, 16 KB by default; the
+first record always fits), each batch's records are written in the Kafka v2 record
+format (headers included) and compressed with gzip at ``level`` (librdkafka's default
+is zlib's 6).
+
+- ``ratio``: raw value bytes over the gzip-compressed bytes of the batches.
+- ``estimated_disk_bytes``: what the broker would keep: per batch, 61 header bytes
+  plus the compressed records. A test compares it with a real broker's log segments.
+
+It assumes full batches: a producer that sends sparsely (one message per
+``linger.ms``) makes smaller batches that compress worse than estimated.
+
+Byte-level work streams Arrow record batches from the snapshot's files, holding one
+open batch per partition. It covers every message of the snapshot, whatever the
+analysis window. ``sample_bytes`` bounds the work on large snapshots: per partition,
+only every n-th batch is compressed so that about that many raw bytes are, and the
+compressed size of the others is extrapolated from them (columns ``sampled_*`` say
+how much was compressed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from codegen_forensics.analysis._util import sort_frame
+from codegen_forensics.analysis.context import Analysis
+from codegen_forensics.errors import InputError
+
+__all__ = ["BATCH_HEADER_BYTES", "compression_by_partition", "compression_ratios"]
+
+logger = logging.getLogger(__name__)
+
+BATCH_HEADER_BYTES = 61  # a v2 record batch's fixed header
+RECORD_MAX_OVERHEAD = 36  # librdkafka's worst-case framing per record, for batch.size
+_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+
+
+class _OutOfOrder(Exception):
+    """The files do not list a partition's offsets in increasing order."""
+
+
+@dataclass
+class _Partition:
+    stride: int
+    batches: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    value_bytes: int = 0
+    key_bytes: int = 0
+    sampled_batches: int = 0
+    sampled_value_bytes: int = 0
+    sampled_payload_bytes: int = 0  # keys and values of the compressed batches
+    sampled_compressed_bytes: int = 0
+    last_offset: int = -1
+    # The batch being filled.
+    open_records: int = 0
+    open_fill: int = 0
+    open_first_ts: int = 0
+    open_first_offset: int = 0
+    open_value_bytes: int = 0
+    open_payload_bytes: int = 0
+    open_parts: list[bytes] = field(default_factory=list)
+    open_sampled: bool = False
+
+
+def _varint(value: int) -> bytes:
+    """Kafka's zigzag varint."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _record(
+    offset_delta: int,
+    ts_delta: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[dict[str, Any]] | None,
+) -> bytes:
+    body = bytearray(b"\x00")  # attributes
+    body += _varint(ts_delta)
+    body += _varint(offset_delta)
+    body += _varint(-1) if key is None else _varint(len(key)) + key
+    body += _varint(-1) if value is None else _varint(len(value)) + value
+    items = list(headers or ())
+    body += _varint(len(items))
+    for header in items:
+        name = (header.get("key") or "").encode("utf-8")
+        body += _varint(len(name)) + name
+        hv = header.get("value")
+        body += _varint(-1) if hv is None else _varint(len(hv)) + hv
+    return _varint(len(body)) + bytes(body)
+
+
+@dataclass
+class _Estimator:
+    batch_bytes: int
+    level: int
+    strides: dict[tuple[str, int], int]
+    parts: dict[tuple[str, int], _Partition] = field(default_factory=dict)
+    strict: bool = True  # raise on offsets out of order; else skip duplicates
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        table = pa.Table.from_batches([batch])
+        if table.num_rows == 0:
+            return
+        table = table.sort_by([("topic", "ascending"), ("partition", "ascending"),
+                               ("offset", "ascending")])
+        topics = table.column("topic").to_numpy(zero_copy_only=False)
+        partitions = table.column("partition").fill_null(-1).to_numpy()
+        starts = np.flatnonzero(
+            np.r_[True, (topics[1:] != topics[:-1]) | (partitions[1:] != partitions[:-1])]
+        )
+        ends = np.r_[starts[1:], len(topics)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            key = (str(topics[start]), int(partitions[start]))
+            self._run(key, table.slice(start, end - start))
+
+    def _state(self, key: tuple[str, int]) -> _Partition:
+        state = self.parts.get(key)
+        if state is None:
+            state = self.parts[key] = _Partition(stride=self.strides.get(key, 1))
+        return state
+
+    def _run(self, key: tuple[str, int], run: pa.Table) -> None:
+        state = self._state(key)
+        offsets = run.column("offset").to_numpy()
+        if offsets[0] <= state.last_offset or np.any(np.diff(offsets) <= 0):
+            if self.strict:
+                raise _OutOfOrder(key)
+            keep = np.r_[offsets[0] > state.last_offset, np.diff(offsets) > 0]
+            state.duplicates += int((~keep).sum())
+            run = run.filter(pa.array(keep))
+            if run.num_rows == 0:
+                return
+            offsets = run.column("offset").to_numpy()
+        state.last_offset = int(offsets[-1])
+
+        keys = run.column("key")
+        values = run.column("value")
+        klen = pc.binary_length(keys).to_numpy(zero_copy_only=False)
+        vlen = pc.binary_length(values).to_numpy(zero_copy_only=False)
+        klen = np.nan_to_num(klen.astype("float64"), nan=0).astype("int64")
+        vlen = np.nan_to_num(vlen.astype("float64"), nan=0).astype("int64")
+        sizes = RECORD_MAX_OVERHEAD + klen + vlen
+        csum = np.cumsum(sizes)
+        state.messages += len(sizes)
+        state.value_bytes += int(vlen.sum())
+        state.key_bytes += int(klen.sum())
+
+        capacity = self.batch_bytes
+        i, n = 0, len(sizes)
+        while i < n:
+            if state.open_records == 0:
+                self._open(state)
+            before = int(csum[i - 1]) if i else 0
+            j = int(np.searchsorted(csum, capacity - state.open_fill + before, side="right"))
+            if state.open_records == 0 and j == i:
+                j = i + 1  # the first record always fits
+            if j > i:
+                self._add(state, run, i, j, int(csum[j - 1]) - before, vlen, klen)
+            if j < n:
+                self._close(state)
+            i = j
+
+    def _open(self, state: _Partition) -> None:
+        state.open_fill = BATCH_HEADER_BYTES
+        state.open_sampled = state.batches % state.stride == 0
+        state.open_parts = []
+        state.open_value_bytes = 0
+        state.open_payload_bytes = 0
+
+    def _add(
+        self,
+        state: _Partition,
+        run: pa.Table,
+        i: int,
+        j: int,
+        fill: int,
+        vlen: np.ndarray,
+        klen: np.ndarray,
+    ) -> None:
+        state.open_fill += fill
+        state.open_value_bytes += int(vlen[i:j].sum())
+        state.open_payload_bytes += int(vlen[i:j].sum() + klen[i:j].sum())
+        if state.open_sampled:
+            part = run.slice(i, j - i)
+            offsets = part.column("offset").to_pylist()
+            stamps = part.column("timestamp").cast(pa.int64()).to_pylist()
+            keys = part.column("key").to_pylist()
+            values = part.column("value").to_pylist()
+            headers = part.column("headers").to_pylist()
+            if state.open_records == 0:
+                state.open_first_ts = stamps[0] // 1000 if stamps[0] is not None else 0
+                state.open_first_offset = offsets[0]
+            for off, ts, k, v, h in zip(offsets, stamps, keys, values, headers, strict=True):
+                ts_delta = ts // 1000 - state.open_first_ts if ts is not None else 0
+                state.open_parts.append(
+                    _record(off - state.open_first_offset, ts_delta, k, v, h)
+                )
+        state.open_records += j - i
+
+    def _close(self, state: _Partition) -> None:
+        if state.open_records == 0:
+            return
+        state.batches += 1
+        if state.open_sampled:
+            records = b"".join(state.open_parts)
+            state.sampled_batches += 1
+            state.sampled_value_bytes += state.open_value_bytes
+            state.sampled_payload_bytes += state.open_payload_bytes
+            state.sampled_compressed_bytes += len(
+                zlib.compress(records, self.level, wbits=31)
+            )
+        state.open_records = 0
+        state.open_parts = []
+
+    def finish(self) -> None:
+        for state in self.parts.values():
+            self._close(state)
+
+
+def _file_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    for path in sorted(a.snapshot.kafka_files()):
+        if path.suffix != ".parquet":
+            continue
+        file = pq.ParquetFile(path)
+        names = file.schema_arrow.names
+        present = [c for c in _COLUMNS if c in names]
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=present):
+            yield _complete(batch)
+
+
+def _complete(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with every column the estimator reads, in the snapshot's types."""
+    columns = {}
+    types = {
+        "topic": pa.string(),
+        "partition": pa.int32(),
+        "offset": pa.int64(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "key": pa.binary(),
+        "value": pa.binary(),
+        "headers": pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])),
+    }
+    for name, dtype in types.items():
+        if name in batch.schema.names:
+            column = batch.column(name)
+            if pa.types.is_timestamp(column.type) and column.type.tz is None:
+                column = pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
+            columns[name] = column.cast(dtype)
+        else:
+            columns[name] = pa.nulls(batch.num_rows, dtype)
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _sorted_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    m = a.all_messages
+    expr = m.select(*_COLUMNS).order_by(["topic", "partition", "offset"])
+    for batch in a.batches(expr, chunk_size=chunk_rows):
+        yield _complete(batch)
+
+
+def _strides(a: Analysis, sample_bytes: int | None) -> dict[tuple[str, int], int]:
+    if sample_bytes is None:
+        return {}
+    m = a.all_messages
+    sizes = a.execute(
+        m.group_by(["topic", "partition"]).aggregate(
+            raw=(m.value_size.fill_null(0) + m.key_size.fill_null(0)).sum()
+        )
+    )
+    return {
+        (str(t), int(p)): max(1, math.ceil(int(raw or 0) / sample_bytes))
+        for t, p, raw in zip(sizes["topic"], sizes["partition"], sizes["raw"], strict=True)
+    }
+
+
+def compression_by_partition(
+    a: Analysis,
+    *,
+    batch_bytes: int = 16_384,
+    level: int = 6,
+    sample_bytes: int | None = None,
+    chunk_rows: int = 65_536,
+) -> pd.DataFrame:
+    """The compression estimate per topic and partition (see the module docstring).
+
+    Columns: topic, partition, messages, value_bytes, key_bytes, batches,
+    compressed_bytes, estimated_disk_bytes, ratio, sampled_batches,
+    sampled_value_bytes, sampled_compressed_bytes, duplicate_offsets.
+    """
+    if batch_bytes <= BATCH_HEADER_BYTES + RECORD_MAX_OVERHEAD:
+        raise InputError(
+            f"batch_bytes={batch_bytes} is too small; a batch needs more than "
+            f"{BATCH_HEADER_BYTES + RECORD_MAX_OVERHEAD} bytes"
+        )
+    if not -1 <= level <= 9:
+        raise InputError(f"level={level} is not a gzip level; allowed: -1 to 9")
+    if sample_bytes is not None and sample_bytes <= 0:
+        raise InputError(f"sample_bytes={sample_bytes} must be positive, or None")
+    strides = _strides(a, sample_bytes)
+    estimator = _Estimator(batch_bytes, level, strides)
+    try:
+        for batch in _file_batches(a, chunk_rows):
+            estimator.feed(batch)
+    except _OutOfOrder as exc:
+        logger.info(
+            "compression: offsets out of order in files, sorting partition=%s", exc.args[0]
+        )
+        estimator = _Estimator(batch_bytes, level, strides, strict=False)
+        for batch in _sorted_batches(a, chunk_rows):
+            estimator.feed(batch)
+    estimator.finish()
+
+    rows = []
+    for (topic, partition), s in sorted(estimator.parts.items()):
+        payload = s.value_bytes + s.key_bytes
+        if s.sampled_batches < s.batches and s.sampled_payload_bytes:
+            compressed = s.sampled_compressed_bytes * payload / s.sampled_payload_bytes
+        else:
+            compressed = float(s.sampled_compressed_bytes)
+        rows.append(
+            {
+                "topic": topic,
+                "partition": partition,
+                "messages": s.messages,
+                "value_bytes": s.value_bytes,
+                "key_bytes": s.key_bytes,
+                "batches": s.batches,
+                "compressed_bytes": compressed,
+                "estimated_disk_bytes": s.batches * BATCH_HEADER_BYTES + compressed,
+                "ratio": s.value_bytes / compressed if compressed else None,
+                "sampled_batches": s.sampled_batches,
+                "sampled_value_bytes": s.sampled_value_bytes,
+                "sampled_compressed_bytes": s.sampled_compressed_bytes,
+                "duplicate_offsets": s.duplicates,
+            }
+        )
+    columns = [
+        "topic", "partition", "messages", "value_bytes", "key_bytes", "batches",
+        "compressed_bytes", "estimated_disk_bytes", "ratio",
+        "sampled_batches", "sampled_value_bytes", "sampled_compressed_bytes",
+        "duplicate_offsets",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["ratio"] = frame["ratio"].astype("float64")
+    return frame
+
+
+def compression_ratios(
+    a: Analysis,
+    *,
+    batch_bytes: int = 16_384,
+    level: int = 6,
+    sample_bytes: int | None = None,
+    by_partition: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The compression estimate per topic: raw value bytes over gzip bytes.
+
+    Columns: topic, partitions, messages, value_bytes, batches, compressed_bytes,
+    estimated_disk_bytes, ratio (null for a topic with no value bytes),
+    sampled_fraction (the share of value bytes actually compressed). Sorted by
+    ratio, lowest first. ``by_partition`` may pass a
+    :func:`compression_by_partition` result already computed.
+    """
+    parts = by_partition
+    if parts is None:
+        parts = compression_by_partition(
+            a, batch_bytes=batch_bytes, level=level, sample_bytes=sample_bytes
+        )
+    columns = [
+        "topic", "partitions", "messages", "value_bytes", "batches", "compressed_bytes",
+        "estimated_disk_bytes", "ratio", "sampled_fraction",
+    ]
+    if parts.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    grouped = parts.groupby("topic", sort=True).agg(
+        partitions=("partition", "size"),
+        messages=("messages", "sum"),
+        value_bytes=("value_bytes", "sum"),
+        batches=("batches", "sum"),
+        compressed_bytes=("compressed_bytes", "sum"),
+        estimated_disk_bytes=("estimated_disk_bytes", "sum"),
+        sampled_value_bytes=("sampled_value_bytes", "sum"),
+    ).reset_index()
+    value = grouped["value_bytes"].astype("float64")
+    grouped["ratio"] = (value / grouped["compressed_bytes"]).where(value > 0)
+    grouped["sampled_fraction"] = (grouped["sampled_value_bytes"] / value).where(value > 0)
+    return sort_frame(grouped[columns], ["ratio", "topic"])

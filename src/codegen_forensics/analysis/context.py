@@ -1,0 +1,310 @@
+"""Open a snapshot for analysis: Ibis tables over its Parquet files, on DuckDB.
+
+:func:`open_analysis` reads every file with Hive partitioning off (each file carries
+all of its columns) and casts each file's columns to the snapshot schema, so files
+written by older loaders still line up: a timestamp stored without a time zone is
+read as UTC, a missing column is null, an extra column (``created_at`` of the older
+``event_logs``) is kept only where the schema has it. Files are grouped by their
+Parquet schema and each group is read once, then the groups are unioned.
+
+The measures only use Ibis expressions over :class:`Analysis` tables, so another
+Ibis backend (PySpark, with ``spark.sql.session.timeZone=UTC``) can be passed in
+instead of DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from codegen_forensics.errors import InputError, SnapshotError
+from codegen_forensics.snapshot import (
+    CONSUMER_OFFSETS_SCHEMA,
+    EVENT_LOGS_SCHEMA,
+    KAFKA_MESSAGES_SCHEMA,
+    KAFKA_PARTITIONS_SCHEMA,
+    Snapshot,
+)
+
+__all__ = ["Analysis", "Source", "normalise_id", "open_analysis"]
+
+logger = logging.getLogger(__name__)
+
+Source = Literal["topics", "event_logs"]
+SOURCES: tuple[Source, ...] = ("topics", "event_logs")
+
+# Snapshot prefix and schema of each table the analysis reads.
+_TABLES: dict[str, tuple[str, pa.Schema]] = {
+    "messages": ("kafka/", KAFKA_MESSAGES_SCHEMA),
+    "event_logs": ("postgres/table=event_logs/", EVENT_LOGS_SCHEMA),
+    "partitions": ("kafka_partitions.parquet", KAFKA_PARTITIONS_SCHEMA),
+    "consumer_offsets": ("consumer_offsets.parquet", CONSUMER_OFFSETS_SCHEMA),
+}
+
+# Manifest keys that may hold the moment the snapshot was taken, most precise first.
+_TIME_KEYS = ("started_at", "snapshot_started_at", "captured_at", "created_at")
+
+
+def normalise_id(value: ir.StringValue) -> ir.StringValue:
+    """Ids compared as lowercase text without surrounding blanks; empty is null."""
+    return value.strip().lower().nullif("")
+
+
+@dataclass
+class Analysis:
+    """A snapshot opened for analysis.
+
+    ``messages``, ``event_logs``, ``partitions`` and ``consumer_offsets`` are Ibis
+    tables with exactly the snapshot schema's columns (empty when the snapshot has
+    none). ``messages`` gains one derived column, ``event_time``: when the event
+    happened, read from the event itself where it says (``event_timestamp``, or
+    ``dlq_failure_time`` on dead-letter topics) and from the Kafka timestamp
+    otherwise. When ``start``/``end`` are given, ``messages`` and ``event_logs``
+    hold only events with ``start <= time < end``; ``all_messages`` keeps every row
+    (consumer lag needs them).
+    """
+
+    snapshot: Snapshot
+    backend: Any
+    all_messages: ir.Table
+    all_event_logs: ir.Table
+    partitions: ir.Table
+    consumer_offsets: ir.Table
+    start: datetime | None = None
+    end: datetime | None = None
+    _cleanup: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def messages(self) -> ir.Table:
+        if "messages" not in self._cache:
+            self._cache["messages"] = self._window(
+                self.all_messages, self.all_messages.event_time
+            )
+        table: ir.Table = self._cache["messages"]
+        return table
+
+    @property
+    def event_logs(self) -> ir.Table:
+        if "event_logs" not in self._cache:
+            self._cache["event_logs"] = self._window(
+                self.all_event_logs, self.all_event_logs.timestamp
+            )
+        table: ir.Table = self._cache["event_logs"]
+        return table
+
+    def _window(self, table: ir.Table, time: ir.TimestampValue) -> ir.Table:
+        if self.start is not None:
+            table = table.filter(time >= self.start)
+        if self.end is not None:
+            table = table.filter(time < self.end)
+        return table
+
+    @property
+    def root(self) -> Path:
+        return self.snapshot.root
+
+    @property
+    def snapshot_time(self) -> datetime | None:
+        """When the snapshot was taken, from its manifest (UTC), if it says."""
+        sections: list[Mapping[str, Any]] = [self.snapshot.manifest]
+        kafka = self.snapshot.manifest.get("kafka")
+        if isinstance(kafka, Mapping):
+            sections.insert(0, kafka)
+        for section in sections:
+            for key in _TIME_KEYS:
+                value = section.get(key)
+                if isinstance(value, str):
+                    try:
+                        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        continue
+                    if parsed.tzinfo is None:
+                        parsed = parsed.replace(tzinfo=UTC)
+                    return parsed.astimezone(UTC)
+        return None
+
+    def execute(self, expr: ir.Expr) -> pd.DataFrame:
+        """Run a table expression and return it as a pandas DataFrame."""
+        result = self.backend.execute(expr)
+        if isinstance(result, pd.DataFrame):
+            return result
+        return pd.DataFrame(result)
+
+    def scalar(self, expr: ir.Scalar) -> Any:
+        return self.backend.execute(expr)
+
+    def batches(self, expr: ir.Table, chunk_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream a table expression as Arrow record batches."""
+        reader = self.backend.to_pyarrow_batches(expr, chunk_size=chunk_size)
+        yield from reader
+
+    def has_rows(self, table: ir.Table) -> bool:
+        return bool(self.scalar(table.limit(1).count()) > 0)
+
+    def close(self) -> None:
+        for step in reversed(self._cleanup):
+            step()
+        self._cleanup.clear()
+
+    def __enter__(self) -> Analysis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_analysis(
+    snapshot: str | os.PathLike[str] | Snapshot,
+    memory_limit: str = "1GB",
+    *,
+    threads: int | None = None,
+    temp_directory: str | os.PathLike[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    backend: Any = None,
+) -> Analysis:
+    """Open a snapshot directory for analysis.
+
+    By default a fresh in-memory DuckDB runs the queries, capped at ``memory_limit``
+    and spilling to ``temp_directory`` (a private temporary directory unless given),
+    with ``TimeZone='UTC'`` so timestamps reach pandas in UTC. ``backend`` may be any
+    connected Ibis backend with ``read_parquet`` instead. ``start``/``end`` (time-zone
+    aware) restrict events to a window.
+    """
+    snap = snapshot if isinstance(snapshot, Snapshot) else Snapshot.open(snapshot)
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise InputError(
+                f"{name}={value.isoformat()!r} has no time zone; pass an aware "
+                "datetime such as datetime(2026, 1, 5, tzinfo=UTC)"
+            )
+    cleanup: list[Callable[[], None]] = []
+    if backend is None:
+        backend, cleanup = _duckdb(memory_limit, threads, temp_directory)
+
+    tables = {
+        name: _read_table(backend, snap, prefix, schema)
+        for name, (prefix, schema) in _TABLES.items()
+    }
+    messages = tables["messages"]
+    messages = messages.mutate(event_time=_event_time(messages))
+    logger.info(
+        "analysis opened snapshot=%s files=%s memory_limit=%s",
+        snap.root,
+        len(snap.manifest.get("files", [])),
+        memory_limit,
+    )
+    return Analysis(
+        snapshot=snap,
+        backend=backend,
+        all_messages=messages,
+        all_event_logs=tables["event_logs"],
+        partitions=tables["partitions"],
+        consumer_offsets=tables["consumer_offsets"],
+        start=start,
+        end=end,
+        _cleanup=cleanup,
+    )
+
+
+def _duckdb(
+    memory_limit: str,
+    threads: int | None,
+    temp_directory: str | os.PathLike[str] | None,
+) -> tuple[Any, list[Callable[[], None]]]:
+    cleanup: list[Callable[[], None]] = []
+    if temp_directory is None:
+        temp = tempfile.mkdtemp(prefix="forensics-duckdb-")
+        cleanup.append(lambda: shutil.rmtree(temp, ignore_errors=True))
+    else:
+        temp = str(temp_directory)
+    config: dict[str, Any] = {
+        "memory_limit": memory_limit,
+        "temp_directory": temp,
+        "preserve_insertion_order": False,
+    }
+    if threads is not None:
+        config["threads"] = threads
+    try:
+        con = ibis.duckdb.connect(**config)
+    except Exception as exc:  # duckdb raises its own error types for bad settings
+        raise InputError(
+            f"DuckDB refused memory_limit={memory_limit!r} threads={threads!r}: {exc}; "
+            "a memory limit looks like '512MB' or '2GB'"
+        ) from exc
+    con.raw_sql("SET TimeZone='UTC'")
+    cleanup.insert(0, con.disconnect)
+    return con, cleanup
+
+
+def _read_table(
+    backend: Any, snap: Snapshot, prefix: str, schema: pa.Schema
+) -> ir.Table:
+    """One Ibis table over every file under ``prefix``, cast to ``schema``."""
+    target = ibis.Schema.from_pyarrow(schema)
+    paths = [p for p in snap.files(prefix) if p.suffix == ".parquet"]
+    if not paths:
+        return ibis.memtable(schema.empty_table())
+
+    # Group files by their own schema: one read per group keeps every read uniform.
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        try:
+            file_schema = pq.read_schema(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise SnapshotError(f"snapshot file {str(path)!r} is not Parquet: {exc}") from exc
+        groups.setdefault(file_schema.to_string(show_schema_metadata=False), []).append(
+            str(path)
+        )
+
+    parts = []
+    for files in groups.values():
+        kwargs: dict[str, Any] = {}
+        if getattr(backend, "name", "") == "duckdb":
+            kwargs["hive_partitioning"] = False
+        raw = backend.read_parquet(files, **kwargs)
+        parts.append(
+            raw.select(
+                **{
+                    name: raw[name].cast(dtype) if name in raw.columns else ibis.null(dtype)
+                    for name, dtype in target.items()
+                }
+            )
+        )
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.union(part)
+    logger.debug("table read prefix=%s files=%s schemas=%s", prefix, len(paths), len(groups))
+    return table
+
+
+def _event_time(messages: ir.Table) -> ir.TimestampValue:
+    dead_letter = (messages.category == "dlq") | (messages.decode_status == "dlq")
+    time: ir.TimestampValue = ibis.ifelse(
+        dead_letter,
+        ibis.coalesce(messages.dlq_failure_time, messages.timestamp),
+        ibis.coalesce(messages.event_timestamp, messages.timestamp),
+    )
+    return time
+
+
+def check_source(source: str) -> Source:
+    if source not in SOURCES:
+        raise InputError(
+            f"source={source!r} is not known; expected one of {', '.join(SOURCES)}"
+        )
+    return source  # type: ignore[return-value]
