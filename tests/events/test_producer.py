@@ -408,6 +408,24 @@ def test_producer_status_event_without_dlq_topic_fails_loudly(
     producer.close()
 
 
+def test_producer_status_event_goes_to_the_configured_status_dlq(
+    provisioned_catalog: TopicCatalog,
+    producer_factory: Callable[..., EventProducer],
+    events: list[CodegenEvent],
+) -> None:
+    status_dlq = provisioned_catalog.for_operation("analyze").dlq
+    producer = producer_factory(
+        config=FAST_FAILURE, max_retries=0, status_dlq_topic=status_dlq
+    )
+
+    delivery = producer.publish(events[8], topic=f"{provisioned_catalog.prefix}gone")
+    producer.close()
+
+    assert (delivery.state, delivery.dlq_topic) == ("dead_lettered", status_dlq)
+    assert delivery.dlq_envelope is not None
+    assert delivery.dlq_envelope.original_event["status"] == "analyzing"
+
+
 def test_producer_publish_raw_sends_bytes_as_given(
     kafka_settings: KafkaSettings,
     provisioned_catalog: TopicCatalog,
@@ -495,6 +513,8 @@ def test_producer_publish_dlq_without_a_topic_is_refused(
 
     with pytest.raises(InputError, match="publish_dlq needs topic= or operation="):
         producer.publish_dlq({"error": "x"})
+    with pytest.raises(InputError, match="operation 'foo' has no DLQ topic"):
+        producer.publish_dlq({"error": "x"}, operation="foo")
     producer.close()
 
 
