@@ -292,6 +292,35 @@ def _previous_ends(incremental_from: Path) -> tuple[dict[str, int], dict[str, An
     return ends, {"path": str(incremental_from), "checksum": previous.checksum}
 
 
+def _settled_metadata(
+    admin: AdminClient, metadata: Any, topics: list[str], timeout: float
+) -> Any:
+    """Metadata in which every chosen topic lists its partitions without an error.
+
+    Right after a topic is created or a leader moves, the broker can answer with an
+    error and no partitions; reading then would silently skip the topic.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        unsettled = [
+            t
+            for t in topics
+            if t not in metadata.topics
+            or metadata.topics[t].error is not None
+            or not metadata.topics[t].partitions
+        ]
+        if not unsettled:
+            return metadata
+        if time.monotonic() > deadline:
+            details = ", ".join(
+                f"{t}: {getattr(metadata.topics.get(t), 'error', 'missing')}"
+                for t in unsettled
+            )
+            raise KafkaError(f"topic metadata is not available for {details}")
+        time.sleep(0.2)
+        metadata = admin.list_topics(timeout=timeout)
+
+
 def _plan(
     settings: KafkaSettings,
     options: KafkaSnapshotOptions,
@@ -311,6 +340,7 @@ def _plan(
         catalog_prefix=options.catalog_prefix,
         parser=parser,
     )
+    metadata = _settled_metadata(admin, metadata, list(chosen), options.timeout_s)
     partitions = [
         TopicPartition(topic, p)
         for topic in chosen
@@ -779,6 +809,12 @@ def snapshot_kafka_into(
         )
     else:
         _read_in_processes(client_config, writer.root, groups, options, parser, run)
+    unfinished = [t.key for t in pending if t.key not in run.done]
+    if unfinished:
+        raise SnapshotError(
+            f"partitions {', '.join(unfinished)} were not read to their end; run the "
+            "snapshot again to resume"
+        )
 
     return _finish(writer, run, tasks, options)
 

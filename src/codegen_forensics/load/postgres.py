@@ -463,7 +463,7 @@ def _write_table_chunk(
     table = _arrow_table(rows, outputs, plan.name, counts)
     files = []
     span: dict[str, Any] = {"min": None, "max": None}
-    if plan.time_column:
+    if plan.time_column and table.num_rows:
         times = table.column(plan.time_column)
         span = pc.min_max(times).as_py()
         days = pc.fill_null(pc.strftime(times, format="%Y-%m-%d"), "unknown")
@@ -620,7 +620,8 @@ def _snapshot(
                     writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
                     index += 1
                     pending = []
-            if pending:
+            if pending or index == 0:
+                # An empty table still gets one file, so its columns are known.
                 chunk = _write_table_chunk(writer.root, plan, index, pending, outputs)
             else:
                 chunk = {

@@ -1,0 +1,416 @@
+"""Postgres snapshots against the real server: time zones, JSON shapes, variants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+import codegen_forensics.load.postgres as postgres_loader
+from codegen_forensics.errors import InputError, SnapshotError
+from codegen_forensics.events.tables import create_event_tables
+from codegen_forensics.load import PostgresSnapshotOptions, snapshot_postgres
+from codegen_forensics.settings import PostgresSettings
+from codegen_forensics.snapshot import EVENT_LOGS_SCHEMA, Snapshot
+
+SESSION = "6f1c2a0e-8d3b-4c5e-9f7a-1b2c3d4e5f60"
+
+
+def settings_in_zone(settings: PostgresSettings, zone: str) -> PostgresSettings:
+    """Settings whose sessions use ``zone`` as their TimeZone."""
+    url = settings.url.get_secret_value()
+    return PostgresSettings.from_env(
+        url=f"{url}?options={quote(f'-c timezone={zone}')}"
+    )
+
+
+def insert_event_logs(
+    engine: sa.Engine,
+    rows: list[dict[str, Any]],
+    *,
+    zone: str = "Europe/Berlin",
+    cast: str = "timestamptz",
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"SET LOCAL TIME ZONE '{zone}'"))
+        for row in rows:
+            values = {
+                "session_id": SESSION,
+                "correlation_id": None,
+                "event_type": "request",
+                "topic": "omninode_codegen_request_analyze_v1",
+                "status": "sent",
+                "payload": '{"a": 1}',
+                "metadata": "{}",
+                **row,
+            }
+            conn.execute(
+                sa.text(
+                    "INSERT INTO event_logs (session_id, correlation_id, event_type, "
+                    "topic, timestamp, status, payload, metadata) VALUES (:session_id, "
+                    ":correlation_id, :event_type, :topic, CAST(:timestamp AS "
+                    f"{cast}), :status, CAST(:payload AS jsonb), CAST(:metadata AS "
+                    "jsonb))"
+                ),
+                values,
+            )
+
+
+def read_rows(snapshot: Snapshot, table: str = "event_logs") -> list[dict[str, Any]]:
+    return snapshot.read(f"postgres/table={table}/").to_pylist()
+
+
+# Local wall-clock times in Berlin around the end of summer time on 2025-10-26,
+# when 03:00 CEST became 02:00 CET.
+DST_ROWS = [
+    ("2025-10-26 01:30:00+02", datetime(2025, 10, 25, 23, 30, tzinfo=UTC)),
+    ("2025-10-26 02:30:00+02", datetime(2025, 10, 26, 0, 30, tzinfo=UTC)),
+    ("2025-10-26 02:30:00+01", datetime(2025, 10, 26, 1, 30, tzinfo=UTC)),
+    ("2025-10-26 03:30:00+01", datetime(2025, 10, 26, 2, 30, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "UTC"])
+def test_snapshot_postgres_timestamps_stay_utc_across_dst(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    zone: str,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    insert_event_logs(schema_engine, [{"timestamp": local} for local, _ in DST_ROWS])
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        settings_in_zone(postgres_settings, zone),
+        PostgresSnapshotOptions(schema=pg_schema, chunk_rows=3),
+    )
+
+    rows = read_rows(snapshot)
+    assert [r["timestamp"] for r in rows] == [utc for _, utc in DST_ROWS]
+    assert all(r["timestamp"].utcoffset() == timedelta(0) for r in rows)
+    table = snapshot.manifest["postgres"]["tables"]["event_logs"]
+    assert table["rows"] == 4
+    assert table["time_range"] == {
+        "min": "2025-10-25T23:30:00+00:00",
+        "max": "2025-10-26T02:30:00+00:00",
+    }
+    assert table["naive_timestamp_columns"] == []
+    assert table["variant"] == "current"
+    days = sorted({f["path"].split("/")[2] for f in snapshot.manifest["files"]})
+    assert days == ["day=2025-10-25", "day=2025-10-26"]
+
+
+def test_snapshot_postgres_timestamp_without_zone_is_read_as_utc_and_flagged(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema, with_timezone=False)
+    insert_event_logs(
+        schema_engine,
+        [{"timestamp": "2025-10-26 02:30:00"}, {"timestamp": "2025-03-30 02:30:00"}],
+        cast="timestamp",
+    )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        settings_in_zone(postgres_settings, "Europe/Berlin"),
+        PostgresSnapshotOptions(schema=pg_schema),
+    )
+
+    assert [r["timestamp"] for r in read_rows(snapshot)] == [
+        datetime(2025, 3, 30, 2, 30, tzinfo=UTC),
+        datetime(2025, 10, 26, 2, 30, tzinfo=UTC),
+    ]
+    table = snapshot.manifest["postgres"]["tables"]["event_logs"]
+    assert table["naive_timestamp_columns"] == ["timestamp"]
+    assert (
+        "column timestamp is timestamp without time zone, not timestamptz"
+        in (table["differences"])
+    )
+    assert (
+        "column timestamp stores timestamps without time zone; read as UTC"
+        in table["findings"]
+    )
+
+
+def test_snapshot_postgres_json_of_every_shape_is_canonical_text(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    with schema_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE docs (id int PRIMARY KEY, created_at timestamptz, "
+                "doc jsonb, raw json, ref uuid, tags text[], amount numeric)"
+            )
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO docs VALUES "
+            '(1, \'2025-01-01Z\', \'{"b": [1, 2.50], "a": "é"}\', '
+            "'{\"z\":1,  \"y\":2}', 'A0B1C2D3-E4F5-4A6B-8C7D-9E0F1A2B3C4D', "
+            "ARRAY['x', NULL], 1.50),"
+            "(2, '2025-01-02Z', '[3, {\"k\": null}]', '[]', NULL, NULL, NULL),"
+            "(3, '2025-01-03Z', '42', '\"text\"', NULL, NULL, NULL),"
+            "(4, '2025-01-04Z', '\"plain\"', 'true', NULL, NULL, NULL),"
+            "(5, '2025-01-05Z', 'null', 'null', NULL, NULL, NULL),"
+            "(6, '2025-01-06Z', NULL, NULL, NULL, NULL, NULL),"
+            "(7, '2025-01-07Z', to_jsonb('{\"inner\": [1]}'::text), "
+            '\'"{\\"q\\": 2}"\', NULL, NULL, NULL)'
+        )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        postgres_settings,
+        PostgresSnapshotOptions(schema=pg_schema, tables=("docs",)),
+    )
+
+    rows = read_rows(snapshot, "docs")
+    assert [(r["id"], r["doc"], r["raw"]) for r in rows] == [
+        (1, '{"a":"é","b":[1,2.5]}', '{"y":2,"z":1}'),
+        (2, '[3,{"k":null}]', "[]"),
+        (3, "42", '"text"'),
+        (4, '"plain"', "true"),
+        (5, "null", "null"),
+        (6, None, None),
+        (7, '{"inner":[1]}', '{"q":2}'),
+    ]
+    assert rows[0]["ref"] == "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d"
+    assert rows[0]["tags"] == ["x", None]
+    assert rows[0]["amount"] == "1.50"
+    table = snapshot.manifest["postgres"]["tables"]["docs"]
+    assert table["json"] == {"json_text_unwrapped": 2}
+    assert table["time_column"] == "created_at"
+
+
+def test_snapshot_postgres_event_logs_uuids_and_schema(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    insert_event_logs(
+        schema_engine,
+        [
+            {
+                "timestamp": "2025-10-26 12:00:00Z",
+                "session_id": SESSION.upper(),
+                "correlation_id": "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D",
+                "payload": '"{\\"x\\": 1}"',
+                "metadata": '{"retries": 2, "source": "svc"}',
+            }
+        ],
+    )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap", postgres_settings, PostgresSnapshotOptions(schema=pg_schema)
+    )
+
+    table = snapshot.read("postgres/table=event_logs/")
+    assert table.schema == EVENT_LOGS_SCHEMA
+    (row,) = table.to_pylist()
+    assert row["session_id"] == SESSION
+    assert row["correlation_id"] == "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    assert row["payload"] == '{"x":1}'
+    assert row["metadata"] == '{"retries":2,"source":"svc"}'
+    assert row["created_at"] is None
+    assert len(row["event_id"]) == 36
+
+
+def test_snapshot_postgres_legacy_variant_is_accepted_and_reported(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema, legacy=True)
+    insert_event_logs(
+        schema_engine,
+        [{"timestamp": "2025-10-26 12:00:00Z", "correlation_id": SESSION}],
+    )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap", postgres_settings, PostgresSnapshotOptions(schema=pg_schema)
+    )
+
+    table = snapshot.manifest["postgres"]["tables"]["event_logs"]
+    assert table["variant"] == "legacy"
+    assert table["differences"] == [
+        "column correlation_id is NOT NULL (older variant)",
+        "extra column created_at (older variant)",
+    ]
+    (row,) = read_rows(snapshot)
+    assert row["correlation_id"] == SESSION
+    assert row["created_at"].tzinfo is not None
+
+
+def test_snapshot_postgres_missing_empty_and_stale_tables_are_findings(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema, hook_events=True)
+    insert_event_logs(schema_engine, [{"timestamp": "2020-01-01 00:00:00Z"}])
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        postgres_settings,
+        PostgresSnapshotOptions(
+            schema=pg_schema, tables=("event_logs", "hook_events", "service_sessions")
+        ),
+    )
+
+    section = snapshot.manifest["postgres"]
+    assert section["tables"]["event_logs"]["rows"] == 1
+    assert section["tables"]["event_logs"]["findings"][0].startswith(
+        "table event_logs is stale: its newest row (2020-01-01T00:00:00+00:00) is "
+    )
+    assert section["tables"]["hook_events"]["findings"] == [
+        "table hook_events is empty"
+    ]
+    assert section["tables"]["service_sessions"] == {
+        **section["tables"]["service_sessions"],
+        "exists": False,
+        "rows": 0,
+        "findings": ["table service_sessions does not exist"],
+    }
+    assert read_rows(snapshot, "hook_events") == []
+
+
+def window_rows(engine: sa.Engine) -> None:
+    insert_event_logs(
+        engine,
+        [{"timestamp": f"2025-10-{day:02d} 12:00:00Z"} for day in range(1, 11)],
+        zone="UTC",
+    )
+
+
+def test_snapshot_postgres_window_and_incremental(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    window_rows(schema_engine)
+    first = snapshot_postgres(
+        tmp_path / "first",
+        postgres_settings,
+        PostgresSnapshotOptions(
+            schema=pg_schema,
+            since=datetime(2025, 10, 3, tzinfo=UTC),
+            until=datetime(2025, 10, 6, 12, tzinfo=UTC),
+        ),
+    )
+    insert_event_logs(
+        schema_engine, [{"timestamp": "2025-10-11 00:00:00Z"}], zone="UTC"
+    )
+
+    second = snapshot_postgres(
+        tmp_path / "second",
+        postgres_settings,
+        PostgresSnapshotOptions(schema=pg_schema),
+        incremental_from=first.root,
+    )
+
+    assert [r["timestamp"].day for r in read_rows(first)] == [3, 4, 5]
+    assert [r["timestamp"].day for r in read_rows(second)] == [6, 7, 8, 9, 10, 11]
+    table = second.manifest["postgres"]["tables"]["event_logs"]
+    assert table["since"] == "2025-10-06T12:00:00+00:00"
+
+
+def test_snapshot_postgres_interrupted_run_resumes_to_identical_snapshot(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    window_rows(schema_engine)
+    options = PostgresSnapshotOptions(
+        schema=pg_schema, chunk_rows=3, until=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    whole = snapshot_postgres(tmp_path / "whole", postgres_settings, options)
+    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_table_chunk
+    calls = 0
+
+    def fail_on_third(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("injected failure in the third chunk")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail_on_third)
+    with pytest.raises(RuntimeError, match="injected failure in the third chunk"):
+        snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", real_write)
+    resumed = snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+
+    assert read_rows(resumed) == read_rows(whole)
+    listing = [(f["path"], f["rows"]) for f in resumed.manifest["files"]]
+    assert listing == [(f["path"], f["rows"]) for f in whole.manifest["files"]]
+    assert resumed.manifest["postgres"]["tables"]["event_logs"]["rows"] == 10
+
+
+def test_snapshot_postgres_resume_with_other_window_is_refused(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    window_rows(schema_engine)
+
+    def fail(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        snapshot_postgres(
+            tmp_path / "cut",
+            postgres_settings,
+            PostgresSnapshotOptions(schema=pg_schema),
+        )
+    other = PostgresSnapshotOptions(
+        schema=pg_schema, since=datetime(2025, 10, 5, tzinfo=UTC)
+    )
+
+    with pytest.raises(SnapshotError, match="was started with other Postgres settings"):
+        snapshot_postgres(tmp_path / "cut", postgres_settings, other)
+
+
+def test_postgres_options_naive_window_is_refused() -> None:
+    with pytest.raises(
+        InputError, match="since='2025-10-01T00:00:00' has no time zone"
+    ):
+        PostgresSnapshotOptions(since=datetime(2025, 10, 1))
+
+
+def test_postgres_options_unknown_time_column_is_refused(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    options = PostgresSnapshotOptions(
+        schema=pg_schema, time_columns={"event_logs": "when"}
+    )
+
+    with pytest.raises(InputError, match="time column 'when' is not a column of"):
+        snapshot_postgres(tmp_path / "snap", postgres_settings, options)
