@@ -8,7 +8,9 @@ configuration differs, say), 2 on bad input or an unreachable service.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +18,9 @@ from rich.table import Table
 
 from codegen_forensics.errors import ForensicsError
 from codegen_forensics.settings import KafkaSettings, PostgresSettings
+
+if TYPE_CHECKING:
+    from codegen_forensics.load import KafkaSnapshotOptions, PostgresSnapshotOptions
 
 app = typer.Typer(
     name="codegen-forensics",
@@ -158,6 +163,231 @@ def _provision_table(report: object) -> Table:
             or "-",
         )
     return table
+
+
+# --- snapshot: read-only snapshots of Kafka and Postgres (codegen_forensics.load) ---
+
+snapshot_app = typer.Typer(
+    help="Read-only snapshots of Kafka topics and Postgres tables into Parquet, "
+    "resumable and incremental.",
+    no_args_is_help=True,
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Snapshot directory; run again on an interrupted one to resume it.",
+    ),
+]
+IncrementalOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--incremental-from",
+        help="An earlier complete snapshot; continue from where it ended.",
+    ),
+]
+TopicsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--topics",
+        help="Topic names, or regular expressions starting with ^; repeat or separate "
+        "with commas. Default: every catalog topic and every topic whose name matches "
+        "a known scheme, DLQ topics included.",
+    ),
+]
+IsolationOption = Annotated[
+    str,
+    typer.Option("--isolation-level", help="read_committed or read_uncommitted."),
+]
+GroupsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--consumer-group",
+        help="Consumer groups whose committed offsets to capture, besides the "
+        "design document's two.",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", help="Reader processes (default: by snapshot size)."),
+]
+TablesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tables",
+        help="Tables to read; repeat or separate with commas. Default: event_logs.",
+    ),
+]
+SchemaOption = Annotated[
+    str | None, typer.Option("--schema", help="Postgres schema (default: search path).")
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="Rows from this time on, ISO 8601 with a zone."),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until", help="Rows before this time, ISO 8601 with a zone (default: now)."
+    ),
+]
+
+
+def _split_list(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated values; a ``^pattern`` is kept whole."""
+    items = []
+    for item in values or []:
+        parts = [item] if item.startswith("^") else item.split(",")
+        items += [p.strip() for p in parts if p.strip()]
+    return tuple(items)
+
+
+def _when(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"{name} {value!r} is not an ISO 8601 time; use e.g. 2025-10-14T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise fail(f"{name} {value!r} has no time zone; add Z or an offset like +02:00")
+    return parsed
+
+
+def _kafka_options(
+    topics: list[str] | None,
+    isolation_level: str,
+    consumer_groups: list[str] | None,
+    prefix: str,
+    workers: int | None,
+) -> KafkaSnapshotOptions:
+    from codegen_forensics.load import KafkaSnapshotOptions
+
+    try:
+        return KafkaSnapshotOptions(
+            topics=_split_list(topics),
+            isolation_level=isolation_level,  # type: ignore[arg-type]
+            consumer_groups=_split_list(consumer_groups),
+            catalog_prefix=prefix,
+            workers=workers,
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _postgres_options(
+    tables: list[str] | None,
+    schema: str | None,
+    since: str | None,
+    until: str | None,
+) -> PostgresSnapshotOptions:
+    from codegen_forensics.load import PostgresSnapshotOptions
+
+    try:
+        return PostgresSnapshotOptions(
+            tables=_split_list(tables) or ("event_logs",),
+            schema=schema,
+            since=_when("--since", since),
+            until=_when("--until", until),
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _snapshot(out: Path, incremental_from: Path | None, **sources: Any) -> None:
+    from codegen_forensics.load import run_snapshot
+    from codegen_forensics.load.display import SnapshotProgress, summary_tables
+
+    try:
+        with SnapshotProgress(err_console) as progress:
+            snapshot = run_snapshot(
+                out, incremental_from=incremental_from, progress=progress, **sources
+            )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+    for table in summary_tables(snapshot):
+        emit(table)
+    emit(f"snapshot written to {snapshot.root}")
+
+
+@snapshot_app.command("kafka")
+def snapshot_kafka_command(
+    out: OutOption,
+    topics: TopicsOption = None,
+    bootstrap_servers: BootstrapOption = None,
+    isolation_level: IsolationOption = "read_committed",
+    consumer_group: GroupsOption = None,
+    prefix: PrefixOption = "",
+    workers: WorkersOption = None,
+    incremental_from: IncrementalOption = None,
+) -> None:
+    """Snapshot Kafka topics: one row per message, read up to the offsets captured
+    at the start, never joining a group or committing."""
+    options = _kafka_options(topics, isolation_level, consumer_group, prefix, workers)
+    _snapshot(
+        out,
+        incremental_from,
+        kafka=kafka_settings(bootstrap_servers),
+        kafka_options=options,
+    )
+
+
+@snapshot_app.command("postgres")
+def snapshot_postgres_command(
+    out: OutOption,
+    tables: TablesOption = None,
+    database_url: DatabaseOption = None,
+    schema: SchemaOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    incremental_from: IncrementalOption = None,
+) -> None:
+    """Snapshot Postgres tables (event_logs by default) in a read-only transaction."""
+    options = _postgres_options(tables, schema, since, until)
+    _snapshot(
+        out,
+        incremental_from,
+        postgres=postgres_settings(database_url),
+        postgres_options=options,
+    )
+
+
+@snapshot_app.command("all")
+def snapshot_all_command(
+    out: OutOption,
+    topics: TopicsOption = None,
+    tables: TablesOption = None,
+    bootstrap_servers: BootstrapOption = None,
+    database_url: DatabaseOption = None,
+    isolation_level: IsolationOption = "read_committed",
+    consumer_group: GroupsOption = None,
+    prefix: PrefixOption = "",
+    workers: WorkersOption = None,
+    schema: SchemaOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    incremental_from: IncrementalOption = None,
+) -> None:
+    """Snapshot Kafka topics and Postgres tables into one snapshot directory."""
+    kafka_options = _kafka_options(
+        topics, isolation_level, consumer_group, prefix, workers
+    )
+    postgres_options = _postgres_options(tables, schema, since, until)
+    _snapshot(
+        out,
+        incremental_from,
+        kafka=kafka_settings(bootstrap_servers),
+        kafka_options=kafka_options,
+        postgres=postgres_settings(database_url),
+        postgres_options=postgres_options,
+    )
+
+
+# --- end snapshot ---
 
 
 if __name__ == "__main__":

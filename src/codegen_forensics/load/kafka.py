@@ -154,9 +154,14 @@ class PartitionTask:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Something the snapshot finished: a plan, a chunk or a partition."""
+    """Something the snapshot did: planned a topic, wrote a chunk, ended a partition.
 
-    kind: Literal["plan", "chunk", "partition", "resumed"]
+    A ``plan`` event per topic gives the offsets to read (``expected_rows``, an upper
+    bound: markers and aborted records take offsets too) and what an interrupted run
+    already read.
+    """
+
+    kind: Literal["plan", "chunk", "partition"]
     topic: str | None = None
     partition: int | None = None
     rows: int = 0
@@ -781,13 +786,29 @@ def snapshot_kafka_into(
             task = PartitionTask(**{**asdict(task), "start_offset": resume_at})
         pending.append(task)
     if progress:
-        progress(
-            ProgressEvent(
-                "plan",
-                rows=sum(c["rows"] for cs in run.chunks.values() for c in cs),
-                expected_rows=sum(t.end_offset - t.start_offset for t in tasks),
+        # One event per topic: offsets to read, and rows already read before a resume.
+        for topic in plan["topics"]:
+            progress(
+                ProgressEvent(
+                    "plan",
+                    topic,
+                    rows=sum(
+                        c["rows"]
+                        for t in tasks
+                        if t.topic == topic
+                        for c in run.chunks.get(t.key, [])
+                    ),
+                    value_bytes=sum(
+                        c["value_bytes"]
+                        for t in tasks
+                        if t.topic == topic
+                        for c in run.chunks.get(t.key, [])
+                    ),
+                    expected_rows=sum(
+                        t.end_offset - t.start_offset for t in tasks if t.topic == topic
+                    ),
+                )
             )
-        )
 
     total = sum(t.end_offset - t.start_offset for t in pending)
     workers = options.workers
