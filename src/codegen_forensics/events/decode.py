@@ -63,6 +63,7 @@ ENVELOPE_KEYS: frozenset[str] = frozenset(
     }
 )
 
+_DECODED_STRUCT = pa.struct([KAFKA_MESSAGES_SCHEMA.field(n) for n in DECODED_COLUMNS])
 _INT32: Final = (-(2**31), 2**31 - 1)
 _INT64: Final = (-(2**63), 2**63 - 1)
 _KNOWN_VERSIONS: dict[str, list[str]] = {}
@@ -367,19 +368,20 @@ def _canonical_or_none(value: Any) -> str | None:
 def _fill_from_event(
     out: dict[str, Any], event: CodegenEvent, data: Mapping[str, Any]
 ) -> None:
-    out["session_id"] = _uuid_text(data.get("session_id"), event.session_id)
-    correlation = event.correlation()
+    # Validated fields, read from the model's __dict__: pydantic's attribute lookup
+    # of a field the model lacks is slow, and this runs once per message.
+    fields = event.__dict__
+    out["session_id"] = _uuid_text(data.get("session_id"), fields["session_id"])
+    correlation = fields.get("correlation_id")
     out["correlation_id"] = (
         None
         if correlation is None
         else _uuid_text(data.get("correlation_id"), correlation)
     )
-    out["event_timestamp"] = event.timestamp
-    out["schema_version"] = event.schema_version
-    out["processing_time_ms"] = _bounded(
-        getattr(event, "processing_time_ms", None), _INT64
-    )
-    status = getattr(event, "status", None)
+    out["event_timestamp"] = fields["timestamp"]
+    out["schema_version"] = fields["schema_version"]
+    out["processing_time_ms"] = _bounded(fields.get("processing_time_ms"), _INT64)
+    status = fields.get("status")
     out["status"] = None if status is None else str(status.value)
 
 
@@ -551,11 +553,9 @@ class MessageBatch:
                 )
             elif field.name in raw:
                 arrays.append(pa.array(raw[field.name], type=field.type))
-            else:
-                name = field.name
-                arrays.append(
-                    pa.array([row[name] for row in self._decoded], type=field.type)
-                )
+        # The decoded dicts convert in one pass as a struct array, then split.
+        decoded = pa.array(self._decoded, type=_DECODED_STRUCT)
+        arrays.extend(decoded.flatten())
         batch = pa.RecordBatch.from_arrays(arrays, schema=KAFKA_MESSAGES_SCHEMA)
         self._reset()
         return batch
