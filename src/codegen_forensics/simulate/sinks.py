@@ -1,0 +1,104 @@
+"""Where simulated traffic goes: the sink protocol, and :func:`simulate` over a sink.
+
+A sink takes the stream's messages and ``event_logs`` rows in order, then finishes:
+it may adjust the ground truth (a broker whose topics already held messages shifts
+offsets) and returns it. :class:`MemorySink` keeps everything in lists;
+:class:`~codegen_forensics.simulate.snapshot_sink.SnapshotSink` writes a snapshot
+directory and :class:`~codegen_forensics.simulate.services.ServiceSink` sends to Kafka
+and Postgres.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from codegen_forensics.events.topics import TopicCatalog
+from codegen_forensics.simulate.config import SimulationConfig
+from codegen_forensics.simulate.traffic import (
+    EventLogRow,
+    Progress,
+    SimMessage,
+    Traffic,
+)
+from codegen_forensics.simulate.truth import GroundTruth
+
+__all__ = ["MemorySink", "NullSink", "Sink", "simulate"]
+
+logger = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Receives a simulation's messages and rows in the order they happen."""
+
+    def message(self, message: SimMessage) -> None: ...
+
+    def row(self, row: EventLogRow) -> None: ...
+
+    def finish(self, traffic: Traffic, truth: GroundTruth) -> GroundTruth: ...
+
+
+class NullSink:
+    """Discards everything: for computing a ground truth alone."""
+
+    def message(self, message: SimMessage) -> None:
+        pass
+
+    def row(self, row: EventLogRow) -> None:
+        pass
+
+    def finish(self, traffic: Traffic, truth: GroundTruth) -> GroundTruth:
+        return truth
+
+
+@dataclass
+class MemorySink:
+    """Keeps every message and row in lists, in emission order."""
+
+    messages: list[SimMessage] = field(default_factory=list)
+    rows: list[EventLogRow] = field(default_factory=list)
+
+    def message(self, message: SimMessage) -> None:
+        self.messages.append(message)
+
+    def row(self, row: EventLogRow) -> None:
+        self.rows.append(row)
+
+    def finish(self, traffic: Traffic, truth: GroundTruth) -> GroundTruth:
+        return truth
+
+
+def simulate(
+    config: SimulationConfig,
+    sink: Sink | None = None,
+    *,
+    catalog: TopicCatalog | None = None,
+    now: datetime | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> GroundTruth:
+    """Generate the traffic ``config`` describes into ``sink``; return its truth.
+
+    Without a sink only the ground truth is computed. ``now`` fixes the clock the
+    default window is taken from (the last ``config.days`` full days, UTC).
+    """
+    traffic = Traffic(config, catalog, now=now, progress=progress)
+    target: Sink = sink if sink is not None else NullSink()
+    emit_message = target.message
+    emit_row = target.row
+    for item in traffic:
+        if isinstance(item, SimMessage):
+            emit_message(item)
+        else:
+            emit_row(item)
+    truth = traffic.ground_truth()
+    logger.info(
+        "simulation generated seed=%s sessions=%s messages=%s rows=%s",
+        config.seed,
+        config.sessions,
+        sum(truth.messages_per_topic.values()),
+        truth.event_logs_rows,
+    )
+    return target.finish(traffic, truth)

@@ -1,0 +1,1199 @@
+"""The traffic generator: sessions, requests, responses, failures and poison, in order.
+
+:class:`Traffic` turns a :class:`SimulationConfig` into one stream of Kafka messages
+and ``event_logs`` rows in timestamp order, which is the order a sink writes them in,
+so offsets grow with time as they would on a real broker. Every random draw comes
+from generators seeded by the config's seed and the session's index, every id is
+drawn from them, and every timestamp comes from the simulated clock: the same config
+gives the same bytes.
+
+Each message carries its partition (librdkafka's default ``consistent_random``
+partitioner: CRC-32 of the key modulo the partition count) and its offset on a fresh
+topic, so the ground truth can name exact positions before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import math
+import random
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from codegen_forensics.events.dlq import DLQEnvelope, DLQError, normalise_dlq
+from codegen_forensics.events.schemas import (
+    CodegenAnalysisRequest,
+    CodegenAnalysisResponse,
+    CodegenEvent,
+    CodegenMixinRequest,
+    CodegenMixinResponse,
+    CodegenPatternRequest,
+    CodegenPatternResponse,
+    CodegenStatusEvent,
+    CodegenValidationRequest,
+    CodegenValidationResponse,
+    format_timestamp,
+)
+from codegen_forensics.events.topics import OPERATIONS, TopicCatalog
+from codegen_forensics.simulate import content
+from codegen_forensics.simulate.config import (
+    POISON_KINDS,
+    ErrorKind,
+    OperationTiming,
+    PoisonKind,
+    SimulationConfig,
+)
+from codegen_forensics.simulate.truth import (
+    POISON_DECODE_STATUS,
+    FailedSession,
+    GroundTruth,
+    TruthBuilder,
+    UnansweredRequest,
+    UnfinishedSession,
+    iso,
+)
+
+__all__ = [
+    "CLIENT_GROUP",
+    "INTELLIGENCE_GROUP",
+    "EventLogRow",
+    "SimMessage",
+    "Traffic",
+    "dotted_dlq_topic",
+    "partition_for",
+]
+
+logger = logging.getLogger(__name__)
+
+CLIENT_GROUP = "omniclaude_codegen_consumer"
+INTELLIGENCE_GROUP = "omniarchon_codegen_intelligence"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+_STEPS = (
+    "initialization",
+    "prd_analysis",
+    "pattern_matching",
+    "code_generation",
+    "validation",
+    "finalization",
+)
+
+Role = Literal["request", "response", "status", "duplicate", "dlq", "poison"]
+EventLogRow = dict[str, Any]
+
+
+class SimMessage:
+    """One Kafka message as the simulator emits it.
+
+    ``event`` is the validated event for messages that are one (sent through the
+    producer's ``publish``); poison and dead-letter messages are raw bytes only.
+    ``offset`` is the message's offset on a fresh topic. ``info`` holds what the
+    ground truth needs to know about it.
+    """
+
+    __slots__ = (
+        "event",
+        "headers",
+        "info",
+        "key",
+        "offset",
+        "partition",
+        "role",
+        "timestamp_ms",
+        "topic",
+        "value",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int,
+        role: Role,
+        event: CodegenEvent | None = None,
+        info: Any = None,
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.timestamp_ms = timestamp_ms
+        self.role: Role = role
+        self.event = event
+        self.info = info
+        self.headers: list[tuple[str, bytes | None]] | None = None
+        self.partition = 0
+        self.offset = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"SimMessage(topic={self.topic!r}, partition={self.partition}, "
+            f"offset={self.offset}, role={self.role!r})"
+        )
+
+
+def partition_for(key: bytes | None, partitions: int) -> int:
+    """librdkafka's ``consistent_random`` choice: CRC-32 of the key, mod partitions."""
+    if partitions <= 1 or key is None:
+        return 0
+    return zlib.crc32(key) % partitions
+
+
+def dotted_dlq_topic(catalog: TopicCatalog, operation: str, environment: str) -> str:
+    """``<prefix>dev.omninode-bridge.codegen.request-<op>.v1.dlq``."""
+    return (
+        f"{catalog.prefix}{environment}.omninode-bridge.codegen."
+        f"request-{operation}.v{catalog.version}.dlq"
+    )
+
+
+def _derive(seed: int, *parts: object) -> int:
+    text = "/".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest())
+
+
+def _uuid(rng: random.Random) -> UUID:
+    return UUID(int=rng.getrandbits(128), version=4)
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _ms(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class _Dealer:
+    """Deals names in exact proportions to their weights (smooth weighted round robin).
+
+    Deterministic, and every name with a weight appears early, so small runs still
+    see each kind.
+    """
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self._items = [(name, w) for name, w in weights.items() if w > 0]
+        self._total = sum(w for _, w in self._items)
+        self._current = dict.fromkeys((name for name, _ in self._items), 0.0)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def next(self) -> str:
+        best = ""
+        best_value = -math.inf
+        for name, weight in self._items:
+            value = self._current[name] + weight
+            self._current[name] = value
+            if value > best_value:
+                best, best_value = name, value
+        self._current[best] -= self._total
+        return best
+
+
+class _Stop(Exception):  # noqa: N818 - control flow inside one session, never raised out
+    """Ends a session early (failed, stalled or abandoned)."""
+
+
+@dataclass
+class _Outcome:
+    answered: bool
+    done_ms: int
+    valid: bool = True
+
+
+class _Session:
+    """Builds one session's items; ``items`` are (timestamp, seq, item)."""
+
+    def __init__(
+        self, traffic: Traffic, index: int, arrival_ms: int, rng: random.Random
+    ) -> None:
+        self.traffic = traffic
+        self.config = traffic.config
+        self.rng = rng
+        self.index = index
+        self.arrival_ms = arrival_ms
+        self.items: list[tuple[int, int, SimMessage | EventLogRow]] = []
+        self.session_id = _uuid(rng)
+        self.sid = str(self.session_id)
+        self.key = self.sid.encode()
+        self.topic = content.session_topic(rng)
+        self.statuses = 0
+        self.last_status = "pending"
+        self.progress = 0.0
+        self.first_ms: int | None = None
+        self.last_ms: int | None = None
+        self.abandon_after = rng.randint(1, 4)
+        self.abandons = (
+            self.config.has("unfinished") and rng.random() < self.config.unfinished_rate
+        )
+
+    # -- emitting ---------------------------------------------------------------
+
+    def _add(self, timestamp_ms: int, item: SimMessage | EventLogRow) -> None:
+        self.items.append((timestamp_ms, len(self.items), item))
+
+    def message(
+        self,
+        topic: str,
+        event: CodegenEvent | None,
+        timestamp_ms: int,
+        role: Role,
+        *,
+        value: bytes | None = None,
+        info: Any = None,
+    ) -> SimMessage:
+        if event is not None:
+            value = event.to_json_bytes()
+        message = SimMessage(topic, self.key, value, timestamp_ms, role, event, info)
+        self._add(timestamp_ms, message)
+        if self.first_ms is None or timestamp_ms < self.first_ms:
+            self.first_ms = timestamp_ms
+        if self.last_ms is None or timestamp_ms > self.last_ms:
+            self.last_ms = timestamp_ms
+        return message
+
+    def row(
+        self,
+        *,
+        event_type: str,
+        topic: str,
+        timestamp_ms: int,
+        status: str,
+        payload: str,
+        metadata: dict[str, Any],
+        correlation_id: str | None,
+        processing_time_ms: int | None = None,
+    ) -> None:
+        self._add(
+            timestamp_ms,
+            {
+                "session_id": self.sid,
+                "correlation_id": correlation_id,
+                "event_type": event_type,
+                "topic": topic,
+                "timestamp": _dt(timestamp_ms),
+                "status": status,
+                "processing_time_ms": processing_time_ms,
+                "payload": payload,
+                "metadata": metadata,
+            },
+        )
+
+    def status(
+        self, t: int, status: str, progress: float, message: str, step: str
+    ) -> None:
+        position = _STEPS.index(step)
+        metadata: dict[str, Any] = {
+            "current_step": step,
+            "steps_completed": list(_STEPS[:position]),
+            "steps_remaining": list(_STEPS[position + 1 :]),
+            "node_name": self.topic.node_name,
+        }
+        self._publish_status(t, status, progress, message, metadata)
+        if self.abandons and self.statuses == self.abandon_after:
+            self.traffic.truth.unfinished.append(
+                UnfinishedSession(
+                    session_id=self.sid, reason="abandoned", last_status=status
+                )
+            )
+            raise _Stop
+
+    def _publish_status(
+        self,
+        t: int,
+        status: str,
+        progress: float,
+        message: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        event = CodegenStatusEvent(
+            session_id=self.session_id,
+            status=status,
+            progress_percentage=progress,
+            message=message,
+            metadata=metadata,
+            timestamp=_dt(t),
+        )
+        topic = self.traffic.catalog.status_topic
+        sent = self.message(topic, event, t, "status")
+        log_status = status if status in ("completed", "failed") else "sent"
+        self.row(
+            event_type="status",
+            topic=topic,
+            timestamp_ms=t,
+            status=log_status,
+            payload=_text(sent.value),
+            metadata={
+                "source": "omniclaude",
+                "destination": "monitoring",
+                "retries": 0,
+            },
+            correlation_id=None,
+        )
+        self.statuses += 1
+        self.last_status = status
+        self.progress = progress
+
+    def fail(
+        self,
+        t: int,
+        reason: str,
+        operation: str,
+        message: str,
+        correlation_id: str | None,
+        error_type: str | None,
+    ) -> None:
+        metadata: dict[str, Any] = {
+            "current_step": self._step_of(operation),
+            "operation": operation,
+            "error_type": error_type,
+            "correlation_id": correlation_id,
+            "node_name": self.topic.node_name,
+        }
+        self._publish_status(t, "failed", self.progress, message, metadata)
+        self.traffic.truth.failed.append(
+            FailedSession(
+                session_id=self.sid,
+                reason=reason,
+                operation=operation,
+                correlation_id=correlation_id,
+                error_type=error_type,
+                failed_at=iso(t),
+            )
+        )
+        raise _Stop
+
+    @staticmethod
+    def _step_of(operation: str) -> str:
+        return {
+            "analyze": "prd_analysis",
+            "pattern": "pattern_matching",
+            "mixin": "pattern_matching",
+            "validate": "validation",
+        }[operation]
+
+    # -- the session's flow -----------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._flow()
+        except _Stop:
+            return
+
+    def _flow(self) -> None:
+        rng = self.rng
+        topic = self.topic
+        t = self.arrival_ms
+        self.status(
+            t, "pending", 0.0, f"Session created for {topic.node_name}", _STEPS[0]
+        )
+
+        t += rng.randint(20, 400)
+        self.status(
+            t, "analyzing", 10.0, "Analyzing PRD for node requirements", _STEPS[1]
+        )
+        outcome = self.request("analyze", t + rng.randint(5, 50))
+
+        t = outcome.done_ms + rng.randint(50, 800)
+        self.status(
+            t,
+            "generating",
+            30.0,
+            f"Finding similar nodes and mixins for {topic.node_name}",
+            _STEPS[2],
+        )
+        patterns = rng.choices((0, 1, 2), (0.25, 0.5, 0.25))[0]
+        wants_mixin = rng.random() < 0.7
+        operations = ["pattern"] * patterns + (["mixin"] if wants_mixin else [])
+        issued = t + rng.randint(5, 50)
+        done = issued
+        for operation in operations:
+            outcome = self.request(operation, issued)
+            done = max(done, outcome.done_ms)
+            issued += rng.randint(1, 20)
+
+        t = done + rng.randint(20, 300)
+        self.status(
+            t,
+            "generating",
+            45.0,
+            f"Generating {topic.node_type} node {topic.node_name}",
+            _STEPS[3],
+        )
+        t += self.think_ms()
+        for attempt in range(1, 4):
+            self.status(
+                t,
+                "validating",
+                70.0 + 8.0 * (attempt - 1),
+                f"Validating generated code (attempt {attempt})",
+                _STEPS[4],
+            )
+            valid = rng.random() < (0.75 if attempt == 1 else 0.85)
+            outcome = self.request(
+                "validate", t + rng.randint(5, 50), attempt=attempt, valid=valid
+            )
+            t = outcome.done_ms + rng.randint(20, 300)
+            if outcome.valid:
+                break
+            if attempt == 3:
+                self.fail(
+                    t,
+                    "invalid_code",
+                    "validate",
+                    "Code failed validation 3 times; giving up",
+                    None,
+                    None,
+                )
+            self.status(
+                t,
+                "generating",
+                74.0 + 8.0 * (attempt - 1),
+                f"Regenerating {topic.node_name} after failed validation",
+                _STEPS[3],
+            )
+            t += self.think_ms()
+
+        seconds = (t - self.arrival_ms) / 1000.0
+        self.status(
+            t,
+            "completed",
+            100.0,
+            f"Generated {topic.node_name} in {seconds:.1f}s",
+            _STEPS[5],
+        )
+        self.traffic.truth.completed += 1
+
+    def think_ms(self) -> int:
+        """How long the client takes to generate code between requests."""
+        return int(6000 * math.exp(0.6 * self.rng.gauss(0.0, 1.0)))
+
+    # -- one request ------------------------------------------------------------
+
+    def request(
+        self, operation: str, t: int, *, attempt: int = 1, valid: bool = True
+    ) -> _Outcome:
+        rng = self.rng
+        traffic = self.traffic
+        config = self.config
+        topics = traffic.catalog.for_operation(operation)
+        correlation = _uuid(rng)
+        cid = str(correlation)
+        event = self._request_event(operation, correlation, t, attempt)
+        sent = self.message(topics.request, event, t, "request", info=operation)
+        payload = _text(sent.value)
+        self.row(
+            event_type="request",
+            topic=topics.request,
+            timestamp_ms=t,
+            status="sent",
+            payload=payload,
+            metadata={
+                "source": "omniclaude",
+                "destination": "omniarchon",
+                "retries": 0,
+            },
+            correlation_id=cid,
+        )
+        consumed = t + max(1, int(15 * math.exp(0.8 * rng.gauss(0.0, 1.0))))
+        self.row(
+            event_type="request",
+            topic=topics.request,
+            timestamp_ms=consumed,
+            status="processing",
+            payload=payload,
+            metadata={
+                "source": "omniarchon",
+                "consumer_group": traffic.group(INTELLIGENCE_GROUP),
+                "retries": 0,
+            },
+            correlation_id=cid,
+        )
+
+        # What becomes of it: dead-lettered, never answered, or answered.
+        fate = rng.random()
+        fail_rate = (
+            config.failures.rates.get(operation, 0.0) if config.has("failures") else 0.0
+        )
+        unanswered_rate = config.unanswered_rate if config.has("unanswered") else 0.0
+        if fate < fail_rate:
+            self.dead_letter(operation, event, cid, consumed)
+        if fate < fail_rate + unanswered_rate:
+            traffic.truth.unanswered.append(
+                UnansweredRequest(
+                    session_id=self.sid,
+                    correlation_id=cid,
+                    operation=operation,
+                    topic=topics.request,
+                    sent_at=iso(t),
+                )
+            )
+            traffic.truth.unfinished.append(
+                UnfinishedSession(
+                    session_id=self.sid,
+                    reason="unanswered_request",
+                    last_status=self.last_status,
+                )
+            )
+            raise _Stop
+
+        took = traffic.processing_ms(rng, operation, consumed)
+        retries = 0
+        transient = rng.random()
+        if config.has("failures") and transient < config.failures.transient_rate:
+            retries = rng.randint(1, 2)
+            for number in range(1, retries + 1):
+                took += rng.randint(20, 500) + 1000 * 2**number
+            traffic.truth.retried += 1
+        answered = consumed + took
+        response = self._response_event(operation, correlation, answered, took, valid)
+        message = self.message(
+            topics.response, response, answered, "response", info=(operation, took)
+        )
+        response_payload = _text(message.value)
+        self.row(
+            event_type="response",
+            topic=topics.response,
+            timestamp_ms=answered,
+            status="completed",
+            payload=response_payload,
+            metadata={
+                "source": "omniarchon",
+                "destination": "omniclaude",
+                "retries": retries,
+            },
+            correlation_id=cid,
+            processing_time_ms=took,
+        )
+        received = answered + max(1, int(12 * math.exp(0.7 * rng.gauss(0.0, 1.0))))
+        client_meta = {
+            "source": "omniclaude",
+            "consumer_group": traffic.group(CLIENT_GROUP),
+            "retries": 0,
+        }
+        self.row(
+            event_type="response",
+            topic=topics.response,
+            timestamp_ms=received,
+            status="received",
+            payload=response_payload,
+            metadata=client_meta,
+            correlation_id=cid,
+        )
+        if config.has("duplicates") and rng.random() < config.duplicate_rate:
+            self.message(
+                topics.response,
+                None,
+                answered,
+                "duplicate",
+                value=message.value,
+                info=(self.sid, cid, message),
+            )
+            self.row(
+                event_type="response",
+                topic=topics.response,
+                timestamp_ms=received + rng.randint(1, 40),
+                status="received",
+                payload=response_payload,
+                metadata=client_meta,
+                correlation_id=cid,
+            )
+        return _Outcome(True, received, valid)
+
+    def dead_letter(
+        self, operation: str, event: CodegenEvent, cid: str, consumed: int
+    ) -> None:
+        """Fail every attempt, dead-letter the request and fail the session."""
+        rng = self.rng
+        traffic = self.traffic
+        failures = self.config.failures
+        kind: ErrorKind = traffic.kinds.next()  # type: ignore[assignment]
+        error = content.error_text(rng, kind, cid, operation)
+        t = consumed
+        for attempt in range(failures.max_retries + 1):
+            t += error.attempt_ms + rng.randint(0, 20)
+            if attempt < failures.max_retries:
+                t += 1000 * 2 ** (attempt + 1)
+        failed_at = t
+        dlq_at = t + rng.randint(2, 30)
+
+        shape = traffic.shapes.next()
+        scheme = traffic.schemes.next() if traffic.schemes else "documented"
+        variant = traffic.minimal_variants.next() if shape == "minimal" else "full"
+        topics = traffic.catalog.for_operation(operation)
+        dlq_topic = (
+            dotted_dlq_topic(traffic.catalog, operation, self.config.dotted_environment)
+            if scheme == "dotted"
+            else topics.dlq
+        )
+        body = _dlq_body(
+            shape,
+            variant,
+            event,
+            error,
+            source_topic=topics.request,
+            consumer_group=traffic.group(failures.consumer_group),
+            max_retries=failures.max_retries,
+            failed_at=failed_at,
+            dlq_at=dlq_at,
+            key=self.sid,
+        )
+        value = body if isinstance(body, bytes) else _json(body)
+        normalised = normalise_dlq(json.loads(value))
+        info = {
+            "timestamp": iso(dlq_at),
+            "kind": kind,
+            "shape": shape,
+            "variant": variant,
+            "scheme": scheme,
+            "operation": operation,
+            "source_topic": topics.request,
+            "session_id": self.sid,
+            "correlation_id": cid,
+            "error_type": error.error_type,
+            "error_message": error.message,
+            "normalised_error_type": normalised.error_type,
+            "normalised_error_message": normalised.error_message,
+        }
+        self.message(dlq_topic, None, dlq_at, "dlq", value=value, info=info)
+        self.row(
+            event_type="error",
+            topic=dlq_topic,
+            timestamp_ms=dlq_at,
+            status="failed",
+            payload=_text(value),
+            metadata={
+                "source": "omniarchon",
+                "retries": failures.max_retries,
+                "error_type": error.error_type,
+                "source_topic": topics.request,
+            },
+            correlation_id=cid,
+        )
+        notice = dlq_at + rng.randint(100, 900)
+        self.fail(
+            notice,
+            kind,
+            operation,
+            f"{operation} request failed after {failures.max_retries} retries: "
+            f"{error.error_type}",
+            cid,
+            error.error_type,
+        )
+
+    # -- events -----------------------------------------------------------------
+
+    def _request_event(
+        self, operation: str, correlation: UUID, t: int, attempt: int
+    ) -> CodegenEvent:
+        return request_event(
+            self.rng, self.topic, operation, self.session_id, correlation, t, attempt
+        )
+
+    def _response_event(
+        self, operation: str, correlation: UUID, t: int, took: int, valid: bool
+    ) -> CodegenEvent:
+        rng = self.rng
+        topic = self.topic
+        when = _dt(t)
+        common: dict[str, Any] = {
+            "correlation_id": correlation,
+            "session_id": self.session_id,
+            "processing_time_ms": took,
+            "timestamp": when,
+        }
+        if operation == "analyze":
+            return CodegenAnalysisResponse(
+                analysis_result=content.analysis_result(rng, topic),
+                confidence=round(rng.uniform(0.6, 0.99), 3),
+                **common,
+            )
+        if operation == "validate":
+            quality = rng.uniform(0.75, 0.98) if valid else rng.uniform(0.3, 0.7)
+            return CodegenValidationResponse(
+                validation_result=content.validation_result(rng, valid),
+                quality_score=round(quality, 3),
+                onex_compliance_score=round(min(1.0, quality + 0.05), 3),
+                is_valid=valid,
+                **common,
+            )
+        if operation == "pattern":
+            count = rng.randint(1, 5)
+            return CodegenPatternResponse(
+                pattern_result=content.pattern_result(rng, topic, count),
+                total_matches=count + rng.randint(0, 12),
+                **common,
+            )
+        recommendations = content.mixin_recommendations(rng, topic)
+        return CodegenMixinResponse(
+            mixin_recommendations=recommendations,
+            total_recommendations=len(recommendations),
+            **common,
+        )
+
+
+def request_event(
+    rng: random.Random,
+    topic: content.SessionTopic,
+    operation: str,
+    session_id: UUID,
+    correlation: UUID,
+    t: int,
+    attempt: int = 1,
+) -> CodegenEvent:
+    """A valid request of ``operation`` for a session building ``topic``."""
+    when = _dt(t)
+    if operation == "analyze":
+        return CodegenAnalysisRequest(
+            correlation_id=correlation,
+            session_id=session_id,
+            prd_content=content.prd_content(rng, topic),
+            analysis_type=rng.choices(
+                ("full", "requirements", "architecture"), (0.7, 0.2, 0.1)
+            )[0],
+            workspace_context={
+                "project_path": topic.project,
+                "language": "python",
+                "framework": topic.framework,
+            },
+            timestamp=when,
+        )
+    if operation == "validate":
+        return CodegenValidationRequest(
+            correlation_id=correlation,
+            session_id=session_id,
+            code_content=content.code_content(rng, topic, attempt),
+            node_type=topic.node_type,
+            contracts=[
+                {
+                    "contract_type": topic.node_type,
+                    "name": f"{topic.node_name.removeprefix('Node')}Contract",
+                    "version": "1.0",
+                }
+            ],
+            validation_type=rng.choices(
+                ("full", "syntax", "compliance", "performance"), (0.7, 0.1, 0.1, 0.1)
+            )[0],
+            timestamp=when,
+        )
+    if operation == "pattern":
+        return CodegenPatternRequest(
+            correlation_id=correlation,
+            session_id=session_id,
+            node_description=f"{topic.title} with "
+            f"{', '.join(r.lower() for r in topic.requirements[:2])}",
+            node_type=topic.node_type,
+            limit=rng.choice((3, 5, 5, 10)),
+            timestamp=when,
+        )
+    return CodegenMixinRequest(
+        correlation_id=correlation,
+        session_id=session_id,
+        requirements=list(topic.requirements),
+        node_type=topic.node_type,
+        existing_mixins=[] if rng.random() < 0.7 else ["ValidationMixin"],
+        timestamp=when,
+    )
+
+
+def _text(value: bytes | None) -> str:
+    assert value is not None
+    return value.decode("utf-8")
+
+
+def _dlq_body(
+    shape: str,
+    variant: str,
+    event: CodegenEvent,
+    error: content.ErrorText,
+    *,
+    source_topic: str,
+    consumer_group: str,
+    max_retries: int,
+    failed_at: int,
+    dlq_at: int,
+    key: str,
+) -> bytes | dict[str, Any]:
+    """A dead-letter message in one of the four shapes seen in the wild."""
+    original = event.model_dump(mode="json")
+    correlation = original.get("correlation_id")
+    if shape == "envelope":
+        return DLQEnvelope(
+            original_event=original,
+            error=DLQError(
+                error_type=error.error_type,
+                error_message=error.message,
+                stack_trace=error.stack_trace,
+                timestamp=_dt(failed_at),
+            ),
+            retry_count=max_retries,
+            max_retries=max_retries,
+            dlq_timestamp=_dt(dlq_at),
+            source_topic=source_topic,
+            consumer_group=consumer_group,
+        ).to_json_bytes()
+    if shape == "flat":
+        return {
+            "envelope_version": "1.0",
+            "correlation_id": correlation,
+            "event_type": event.event_name,
+            "timestamp": format_timestamp(_dt(failed_at)),
+            "payload": original,
+            "error": f"{error.error_type}: {error.message}",
+            "retry_count": max_retries,
+            "dlq_timestamp": format_timestamp(_dt(dlq_at)),
+        }
+    if shape == "client":
+        return {
+            "original_topic": source_topic,
+            "original_key": key,
+            "original_data": original,
+            "failure_reason": "max_retries_exceeded",
+            "error_message": error.message,
+            "failure_timestamp": format_timestamp(_dt(dlq_at)),
+            "retry_attempts": max_retries,
+        }
+    if variant == "empty":
+        return {}
+    if variant == "null_error":
+        return {"error": None, "correlation_id": correlation}
+    if variant == "missing_error":
+        return {"correlation_id": correlation}
+    return {
+        "error": f"{error.error_type}: {error.message}",
+        "correlation_id": correlation,
+    }
+
+
+# -- poison ----------------------------------------------------------------------
+
+
+def poison_message(
+    rng: random.Random, kind: PoisonKind, topic_name: str, operation: str, t: int
+) -> tuple[bytes | None, str, str, str]:
+    """A poison value for a request topic, with its key, session and correlation id."""
+    session = _uuid(rng)
+    correlation = _uuid(rng)
+    topic = content.session_topic(rng)
+    event = request_event(rng, topic, operation, session, correlation, t)
+    data = event.model_dump(mode="json")
+    text = event.to_json_bytes().decode()
+    value: bytes | None
+    if kind == "not_json":
+        if rng.random() < 0.5:
+            value = text[: len(text) // 2].encode()
+        else:
+            value = b"<html><head><title>502 Bad Gateway</title></head></html>"
+    elif kind == "not_utf8":
+        if rng.random() < 0.5:
+            value = b"\xff\xfe" + text.encode("utf-16-le")
+        else:
+            # A producer that wrote Latin-1.
+            value = text[:-1].encode() + ',"author":"José Müller"}'.encode("latin-1")
+    elif kind == "tombstone":
+        value = None
+    elif kind == "naive_timestamp":
+        data["timestamp"] = data["timestamp"].removesuffix("Z")
+        value = _json(data)
+    elif kind == "unknown_schema_version":
+        data["schema_version"] = "2.0"
+        data["priority"] = rng.choice(("high", "normal", "low"))
+        value = _json(data)
+    elif kind == "missing_field":
+        required = {
+            "analyze": "prd_content",
+            "validate": "code_content",
+            "pattern": "node_description",
+            "mixin": "requirements",
+        }[operation]
+        del data[required]
+        value = _json(data)
+    elif kind == "double_encoded":
+        value = json.dumps(text).encode()
+    else:
+        value = _json(
+            {
+                "envelope_version": "1.0",
+                "event_id": str(_uuid(rng)),
+                "event_type": event.event_name,
+                "event_timestamp": data["timestamp"],
+                "correlation_id": str(correlation),
+                "source_service": "omniclaude",
+                "partition_key": str(session),
+                "payload": data,
+                "metadata": {"producer": "omniclaude-bridge", "attempt": 1},
+            }
+        )
+    return value, str(session), str(session), str(correlation)
+
+
+# -- the whole stream --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts so far, reported to a progress callback."""
+
+    sessions: int
+    sessions_total: int
+    messages: int
+    rows: int
+
+
+class Traffic:
+    """The stream of one simulation: iterate it once for messages and rows.
+
+    After iteration :meth:`ground_truth` returns what was generated. ``now`` fixes the
+    clock used only for the default window.
+    """
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        catalog: TopicCatalog | None = None,
+        *,
+        now: datetime | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        progress_every: int = 500,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog or TopicCatalog()
+        self.window_start, self.window_end = config.window(now)
+        self._start_ms = _ms(self.window_start)
+        self._end_ms = _ms(self.window_end)
+        self.progress = progress
+        self.progress_every = progress_every
+        self.kinds = _Dealer(dict(config.failures.kinds))
+        self.shapes = _Dealer(dict(config.failures.shapes))
+        dotted = config.failures.dotted_rate
+        self.schemes = _Dealer({"documented": 1.0 - dotted, "dotted": dotted})
+        malformed = config.failures.malformed_minimal_rate
+        self.minimal_variants = _Dealer(
+            {
+                "full": 1.0 - malformed,
+                "empty": malformed / 3,
+                "null_error": malformed / 3,
+                "missing_error": malformed / 3,
+            }
+        )
+        self.partitions = self._partition_counts()
+        self.truth = TruthBuilder(
+            topics=list(self.partitions), partitions=dict(self.partitions)
+        )
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._bottleneck_days = self._bottleneck_dates()
+        self._done = False
+
+    # -- topics -------------------------------------------------------------------
+
+    def dotted_topics(self) -> list[str]:
+        """The dotted-scheme DLQ topics this simulation may write to."""
+        failures = self.config.failures
+        if not self.config.has("failures") or failures.dotted_rate <= 0:
+            return []
+        return [
+            dotted_dlq_topic(self.catalog, op, self.config.dotted_environment)
+            for op in OPERATIONS
+        ]
+
+    def _partition_counts(self) -> dict[str, int]:
+        counts = {spec.name: spec.partitions for spec in self.catalog}
+        for name in self.dotted_topics():
+            counts[name] = 1
+        return counts
+
+    def group(self, name: str) -> str:
+        """A consumer group's id under this catalog's prefix."""
+        return f"{self.catalog.prefix}{name}"
+
+    # -- timing -------------------------------------------------------------------
+
+    def _bottleneck_dates(self) -> set[date] | None:
+        if not self.config.has("bottleneck"):
+            return None
+        first = self.window_start.date()
+        days = self.config.bottleneck.days
+        indexes = range(self.config.days) if days is None else days
+        return {first + timedelta(days=i) for i in indexes}
+
+    def in_bottleneck(self, operation: str, t: int) -> bool:
+        dates = self._bottleneck_days
+        if dates is None or operation != self.config.bottleneck.operation:
+            return False
+        hour = (t // _HOUR_MS) % 24
+        bottleneck = self.config.bottleneck
+        if not bottleneck.start_hour <= hour < bottleneck.end_hour:
+            return False
+        return _dt(t).date() in dates
+
+    def processing_ms(self, rng: random.Random, operation: str, consumed: int) -> int:
+        timing: OperationTiming = self.config.timings[operation]
+        value = timing.median_ms * math.exp(timing.sigma * rng.gauss(0.0, 1.0))
+        if rng.random() < timing.tail_probability:
+            value *= min(timing.tail_cap, rng.paretovariate(timing.tail_alpha))
+        slow = rng.gauss(0.0, 1.0)
+        if self.in_bottleneck(operation, consumed):
+            bottleneck = self.config.bottleneck
+            value += bottleneck.extra_median_ms * math.exp(
+                bottleneck.extra_sigma * slow
+            )
+            self.truth.bottleneck_hits += 1
+        return max(1, round(value))
+
+    def _arrivals(self, count: int, stream: str) -> list[int]:
+        """``count`` arrival times following the daily and weekly cycle, sorted."""
+        rng = random.Random(_derive(self.config.seed, stream))
+        config = self.config
+        span = self._end_ms - self._start_ms
+        peak = 1.0 + config.daily_amplitude
+        times: list[int] = []
+        while len(times) < count:
+            t = self._start_ms + rng.randrange(span)
+            hour = (t % _DAY_MS) / _HOUR_MS
+            weight = 1.0 + config.daily_amplitude * math.cos(
+                2 * math.pi * (hour - config.peak_hour) / 24
+            )
+            # 1970-01-01 was a Thursday: weekday 3 counting from Monday.
+            if (t // _DAY_MS + 3) % 7 >= 5:
+                weight *= config.weekend_factor
+            if rng.random() * peak < weight:
+                times.append(t)
+        times.sort()
+        return times
+
+    def poison_count(self) -> int:
+        if not self.config.has("poison") or self.config.poison_per_session <= 0:
+            return 0
+        wanted = round(self.config.poison_per_session * self.config.sessions)
+        return max(len(POISON_KINDS), wanted)
+
+    # -- iteration ----------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[SimMessage | EventLogRow]:
+        if self._done:
+            raise RuntimeError("a Traffic stream can be iterated only once")
+        self._done = True
+        seed = self.config.seed
+        sessions = self._arrivals(self.config.sessions, "arrivals")
+        poison = self._arrivals(self.poison_count(), "poison")
+        starts = [(t, 0, i) for i, t in enumerate(sessions)]
+        starts += [(t, 1, i) for i, t in enumerate(poison)]
+        starts.sort()
+
+        poison_rng = random.Random(_derive(seed, "poison-kinds"))
+        kinds = list(POISON_KINDS)
+        poison_rng.shuffle(kinds)
+
+        heap: list[tuple[int, int, int, SimMessage | EventLogRow]] = []
+        messages = rows = done = 0
+        for position, (t, stream, index) in enumerate(starts):
+            while heap and (heap[0][0], heap[0][1]) < (t, position):
+                item = heapq.heappop(heap)[3]
+                if isinstance(item, SimMessage):
+                    messages += 1
+                    yield self._place(item)
+                else:
+                    rows += 1
+                    self.truth.on_row(item)
+                    yield item
+            if stream == 0:
+                session = _Session(
+                    self, index, t, random.Random(_derive(seed, "session", index))
+                )
+                session.run()
+                if session.first_ms is not None and session.last_ms is not None:
+                    self.truth.session_spans[session.sid] = [
+                        session.first_ms,
+                        session.last_ms,
+                    ]
+                for when, seq, item in session.items:
+                    heapq.heappush(heap, (when, position, seq, item))
+                done += 1
+                if self.progress is not None and done % self.progress_every == 0:
+                    self.progress(Progress(done, self.config.sessions, messages, rows))
+            else:
+                kind = kinds[index % len(kinds)]
+                message = self._poison(index, kind, t)
+                heapq.heappush(heap, (t, position, 0, message))
+        while heap:
+            item = heapq.heappop(heap)[3]
+            if isinstance(item, SimMessage):
+                messages += 1
+                yield self._place(item)
+            else:
+                rows += 1
+                self.truth.on_row(item)
+                yield item
+        if self.progress is not None:
+            self.progress(Progress(done, self.config.sessions, messages, rows))
+
+    def _poison(self, index: int, kind: PoisonKind, t: int) -> SimMessage:
+        rng = random.Random(_derive(self.config.seed, "poison", index))
+        operation = rng.choice(OPERATIONS)
+        topic = self.catalog.for_operation(operation).request
+        value, key, session, correlation = poison_message(
+            rng, kind, topic, operation, t
+        )
+        info = {
+            "kind": kind,
+            "expected_decode_status": POISON_DECODE_STATUS[kind],
+            "key": key,
+            "session_id": session,
+            "correlation_id": correlation,
+            "timestamp": iso(t),
+        }
+        return SimMessage(topic, key.encode(), value, t, "poison", None, info)
+
+    def _place(self, message: SimMessage) -> SimMessage:
+        """Give a message its partition and its offset on a fresh topic."""
+        partition = partition_for(message.key, self.partitions[message.topic])
+        slot = (message.topic, partition)
+        offset = self._offsets.get(slot, 0)
+        self._offsets[slot] = offset + 1
+        message.partition = partition
+        message.offset = offset
+        self.truth.on_message(message)
+        return message
+
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        """Each partition's end offset on fresh topics (0 where nothing was sent)."""
+        ends = {}
+        for topic, count in self.partitions.items():
+            for partition in range(count):
+                ends[(topic, partition)] = self._offsets.get((topic, partition), 0)
+        return ends
+
+    def consumer_offsets(self) -> list[tuple[str, str, int, int, int]]:
+        """(group, topic, partition, committed, end) for the two consumer groups."""
+        ends = self.end_offsets()
+        groups = {
+            CLIENT_GROUP: self.catalog.names("response"),
+            INTELLIGENCE_GROUP: self.catalog.names("request"),
+        }
+        rows = []
+        for group, topics in groups.items():
+            lag = self.config.consumer_lag.get(group, 0)
+            for topic in topics:
+                for partition in range(self.partitions[topic]):
+                    end = ends[(topic, partition)]
+                    committed = max(0, end - lag)
+                    rows.append((self.group(group), topic, partition, committed, end))
+        return rows
+
+    def ground_truth(self) -> GroundTruth:
+        if not self._done:
+            raise RuntimeError("iterate the stream before asking for its ground truth")
+        return self.truth.build(self)
