@@ -271,8 +271,8 @@ ERROR_TEMPLATES: dict[ErrorKind, str] = {
     "timeout": "Timed out after <duration> waiting for intelligence model response "
     "(request <id>)",
     "connection_refused": "Cannot connect to host <host>:<port> ssl:default "
-    "[Connect call failed (<quoted>, <port>)]",
-    "json_decode": "Expecting ',' delimiter: line <n> column <n> (char <n>)",
+    "[Connect call failed (<quoted>, <n>)]",
+    "json_decode": "Expecting <quoted> delimiter: line <n> column <n> (char <n>)",
     "missing_key": "missing key <quoted> in intelligence payload "
     "(correlation_id=<uuid>)",
 }
