@@ -390,5 +390,109 @@ def snapshot_all_command(
 # --- end snapshot ---
 
 
+# --- simulate: seeded traffic with ground truth (codegen_forensics.simulate) ---
+
+
+@app.command("simulate")
+def simulate_command(
+    sessions: Annotated[
+        int, typer.Option("--sessions", min=1, help="Sessions to simulate.")
+    ] = 2000,
+    days: Annotated[
+        int, typer.Option("--days", min=1, help="Length of the window in days.")
+    ] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help="Window start, ISO 8601 with a zone. Default: the last DAYS full "
+            "days, UTC.",
+        ),
+    ] = None,
+    trouble: Annotated[
+        str,
+        typer.Option(
+            "--trouble",
+            help="Trouble to inject, comma-separated: bottleneck, failures, "
+            "unanswered, unfinished, duplicates, poison; or all, or none.",
+        ),
+    ] = "all",
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="Write a snapshot directory instead of sending to Kafka and Postgres.",
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth",
+            help="Where to write the ground truth JSON. Default: ground_truth.json in "
+            "the snapshot directory, or in the current directory.",
+        ),
+    ] = None,
+    bootstrap_servers: BootstrapOption = None,
+    database_url: DatabaseOption = None,
+    prefix: PrefixOption = "",
+    schema: SchemaOption = None,
+) -> None:
+    """Generate code-generation traffic with known trouble, and its ground truth.
+
+    Without --snapshot the traffic goes through the producer into Kafka (topics are
+    created if missing) and into Postgres' event_logs.
+    """
+    from codegen_forensics.events.topics import TopicCatalog
+    from codegen_forensics.simulate import (
+        TRUTH_NAME,
+        SimulationConfig,
+        parse_trouble,
+        write_snapshot,
+    )
+    from codegen_forensics.simulate.display import SimulationProgress, summary_tables
+    from codegen_forensics.simulate.services import run_to_services
+
+    catalog = TopicCatalog(prefix=prefix)
+    try:
+        config = SimulationConfig.build(
+            seed=seed,
+            sessions=sessions,
+            days=days,
+            start=_when("--start", start),
+            trouble=parse_trouble(trouble),
+        )
+        with SimulationProgress(err_console, sessions) as progress:
+            if snapshot is not None:
+                result = write_snapshot(
+                    config, snapshot, catalog=catalog, progress=progress
+                )
+            else:
+                result = run_to_services(
+                    config,
+                    kafka_settings(bootstrap_servers),
+                    postgres_settings(database_url).url.get_secret_value(),
+                    catalog,
+                    schema=schema,
+                    progress=progress,
+                )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+
+    if snapshot is None or truth is not None:
+        truth_path = truth or Path(TRUTH_NAME)
+        result.write(truth_path)
+    else:
+        truth_path = snapshot / TRUTH_NAME
+    for table in summary_tables(result, progress.elapsed):
+        emit(table)
+    if snapshot is not None:
+        emit(f"snapshot written to {snapshot}")
+    emit(f"ground truth written to {truth_path}")
+
+
+# --- end simulate ---
+
+
 if __name__ == "__main__":
     app()
