@@ -438,11 +438,8 @@ def simulate_command(
     prefix: PrefixOption = "",
     schema: SchemaOption = None,
 ) -> None:
-    """Generate code-generation traffic with known trouble, and its ground truth.
-
-    Without --snapshot the traffic goes through the producer into Kafka (topics are
-    created if missing) and into Postgres' event_logs.
-    """
+    """Generate traffic with known trouble, and its ground truth: into Kafka and
+    Postgres (topics and event_logs created if missing), or into a snapshot."""
     from codegen_forensics.events.topics import TopicCatalog
     from codegen_forensics.simulate import (
         TRUTH_NAME,
