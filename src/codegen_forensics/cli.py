@@ -390,6 +390,151 @@ def snapshot_all_command(
 # --- end snapshot ---
 
 
+# --- analyze: every measure of the weekly review (codegen_forensics.analysis) ---
+
+
+@app.command("analyze")
+def analyze_command(
+    snapshot: Annotated[
+        Path, typer.Option("--snapshot", help="A complete snapshot directory.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write every result table into this directory."),
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="An earlier snapshot, for the DLQ group diff."),
+    ] = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option("--thresholds", help="YAML or JSON file of target thresholds."),
+    ] = None,
+    overrides: Annotated[
+        Path | None,
+        typer.Option(
+            "--overrides", help="YAML or JSON file splitting/merging DLQ groups."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only events from this time, ISO 8601 with a zone."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Only events before this time, ISO 8601 with a zone."
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB memory cap, such as 512MB.")
+    ] = "1GB",
+    formats: Annotated[
+        str, typer.Option("--format", help="With --out: csv, parquet or both.")
+    ] = "both",
+    fail_on_missed: Annotated[
+        bool, typer.Option("--fail-on-missed", help="Exit 1 when a target is missed.")
+    ] = False,
+) -> None:
+    """Analyse a snapshot: print the targets and headline numbers, optionally write
+    every result table as CSV and Parquet."""
+    from codegen_forensics.analysis import weekly_review
+
+    if formats not in ("csv", "parquet", "both"):
+        raise fail(f"--format {formats!r} is not allowed; use csv, parquet or both")
+    try:
+        tables = weekly_review(
+            snapshot,
+            previous=previous,
+            thresholds=thresholds,
+            overrides=overrides,
+            start=_analysis_time("--since", since),
+            end=_analysis_time("--until", until),
+            memory_limit=memory_limit,
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+    emit(_headline_table(tables["headline"]))
+    emit(_targets_table(tables["targets"]))
+    if out is not None:
+        written = _write_tables(tables, out, formats)
+        emit(f"wrote {written} files to {out}")
+    if fail_on_missed and (tables["targets"]["status"] == "missed").any():
+        raise typer.Exit(1)
+
+
+def _analysis_time(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise fail(f"{option} {value!r} is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        raise fail(f"{option} {value!r} has no time zone; add Z or +00:00")
+    return parsed
+
+
+def _headline_table(headline: Any) -> Table:
+    table = Table(title="Headline")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in headline.iloc[0].items():
+        if name in ("snapshot", "snapshot_checksum"):
+            continue
+        if isinstance(value, float):
+            shown = f"{value:.1%}" if "rate" in str(name) else f"{value:,.2f}"
+        else:
+            shown = "-" if value is None else str(value)
+        table.add_row(str(name), shown)
+    return table
+
+
+def _targets_table(targets: Any) -> Table:
+    table = Table(title="Targets")
+    for column in ("target", "measured", "threshold", "status", "worst offenders"):
+        table.add_column(
+            column, justify="right" if column in ("measured", "threshold") else "left"
+        )
+    colours = {"met": "green", "missed": "red"}
+    for row in targets.itertuples(index=False):
+
+        def show(value: Any, unit: str = row.unit) -> str:
+            if value is None or value != value:  # None or NaN
+                return "-"
+            if unit == "fraction":
+                return f"{value:.2%}"
+            return f"{value:,.2f} {unit}"
+
+        status = str(row.status)
+        table.add_row(
+            str(row.target),
+            show(row.measured),
+            f"{row.comparison} {show(row.threshold)}",
+            f"[{colours[status]}]{status}[/]" if status in colours else status,
+            str(row.worst_offenders or "-"),
+        )
+    return table
+
+
+def _write_tables(tables: dict[str, Any], out: Path, formats: str) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for name, frame in tables.items():
+        if formats in ("csv", "both"):
+            frame.to_csv(out / f"{name}.csv", index=False)
+            written += 1
+        if formats in ("parquet", "both"):
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+            written += 1
+    return written
+
+
+# --- end analyze ---
+
+
 # --- simulate: seeded traffic with ground truth (codegen_forensics.simulate) ---
 
 
@@ -489,6 +634,206 @@ def simulate_command(
 
 
 # --- end simulate ---
+
+
+# --- report and review: notebooks run headless (codegen_forensics.report) ---
+
+report_app = typer.Typer(
+    help="Run the review notebooks headless and export HTML (and PDF) reports.",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
+
+SnapshotDirOption = Annotated[
+    Path, typer.Option("--snapshot", help="A complete snapshot directory.")
+]
+ReportOutOption = Annotated[
+    Path, typer.Option("--out", help="Directory for the report and its tables.")
+]
+RedactionOption = Annotated[
+    str,
+    typer.Option(
+        "--redaction",
+        help="Drop or truncate prd_content, code_content and stack traces in "
+        "everything exported: none, truncate or drop.",
+    ),
+]
+PdfOption = Annotated[
+    bool,
+    typer.Option("--pdf", help="Also print the report to PDF with headless Chromium."),
+]
+WeekOption = Annotated[
+    str | None,
+    typer.Option(
+        "--week",
+        help="First day of the week, ISO date (UTC), such as 2026-11-23; "
+        "default: every event in the snapshot.",
+    ),
+]
+PreviousOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--previous", help="Last week's snapshot, for new and growing error groups."
+    ),
+]
+ThresholdsOption = Annotated[
+    Path | None,
+    typer.Option("--thresholds", help="YAML or JSON file of target thresholds."),
+]
+
+
+def _report_done(result: object) -> None:
+    from codegen_forensics.report.display import format_value
+    from codegen_forensics.report.run import ReportResult
+
+    assert isinstance(result, ReportResult)
+    table = Table(title="Report", show_header=False)
+    table.add_row("HTML", str(result.html))
+    if result.pdf:
+        table.add_row("PDF", str(result.pdf))
+    table.add_row("notebook", str(result.notebook))
+    table.add_row("record", str(result.record))
+    if result.tables:
+        table.add_row("tables", str(result.tables[0].parent))
+    if result.replay:
+        table.add_row("replay candidates", str(result.replay))
+    for key, value in result.headline().items():
+        table.add_row(key.replace("_", " "), format_value(key, value))
+    emit(table)
+    # The path alone on the last line, for scripts.
+    console.print(str(result.html), highlight=False, soft_wrap=True)
+
+
+@report_app.command("weekly")
+def report_weekly_command(
+    snapshot: SnapshotDirOption,
+    out: ReportOutOption,
+    week: WeekOption = None,
+    previous: PreviousOption = None,
+    thresholds: ThresholdsOption = None,
+    overrides: Annotated[
+        Path | None,
+        typer.Option(
+            "--overrides",
+            help="YAML or JSON file splitting or merging DLQ error groups.",
+        ),
+    ] = None,
+    redaction: RedactionOption = "none",
+    pdf: PdfOption = False,
+) -> None:
+    """The weekly DLQ review of a snapshot, as an HTML report with its tables."""
+    from codegen_forensics.report.run import weekly_report
+
+    try:
+        result = weekly_report(
+            snapshot,
+            out,
+            week=week,
+            previous=previous,
+            thresholds=thresholds,
+            overrides=overrides,
+            redaction=redaction,
+            pdf=pdf,
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+    _report_done(result)
+
+
+@report_app.command("session")
+def report_session_command(
+    snapshot: SnapshotDirOption,
+    out: ReportOutOption,
+    session_id: Annotated[
+        str | None, typer.Option("--session-id", help="The session to analyse.")
+    ] = None,
+    correlation_id: Annotated[
+        str | None,
+        typer.Option("--correlation-id", help="Or one request's correlation id."),
+    ] = None,
+    redaction: RedactionOption = "none",
+    pdf: PdfOption = False,
+) -> None:
+    """Every event of one session or correlation id, as an HTML report."""
+    from codegen_forensics.report.run import session_report
+
+    try:
+        result = session_report(
+            snapshot,
+            out,
+            session_id=session_id,
+            correlation_id=correlation_id,
+            redaction=redaction,
+            pdf=pdf,
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+    _report_done(result)
+
+
+@app.command("review")
+def review_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the report.")
+    ] = Path("reports/weekly"),
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="Review this snapshot instead of the embedded default week.",
+        ),
+    ] = None,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers",
+            help="Snapshot this Kafka first (SASL/SSL from FORENSICS_KAFKA_*).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Snapshot this Postgres first."),
+    ] = None,
+    prefix: PrefixOption = "",
+    schema: Annotated[
+        str | None, typer.Option("--schema", help="Postgres schema of event_logs.")
+    ] = None,
+    week: WeekOption = None,
+    previous: PreviousOption = None,
+    thresholds: ThresholdsOption = None,
+    redaction: RedactionOption = "none",
+    pdf: PdfOption = False,
+) -> None:
+    """The week's DLQ review in one command.
+
+    With no services named it reviews the embedded default week (a simulated week
+    written straight to a snapshot under data/, generated the first time). With
+    --bootstrap-servers and --database-url it snapshots the live systems first.
+    """
+    from codegen_forensics.report.run import review
+
+    if snapshot is not None and (bootstrap_servers or database_url):
+        raise fail("give either --snapshot or live systems, not both")
+    try:
+        result = review(
+            out,
+            snapshot=snapshot,
+            kafka=kafka_settings(bootstrap_servers) if bootstrap_servers else None,
+            postgres=postgres_settings(database_url) if database_url else None,
+            week=week,
+            previous=previous,
+            thresholds=thresholds,
+            redaction=redaction,
+            pdf=pdf,
+            topic_prefix=prefix,
+            schema=schema,
+        )
+    except ForensicsError as exc:
+        raise fail(str(exc)) from exc
+    _report_done(result)
+
+
+# --- end report and review ---
 
 
 if __name__ == "__main__":

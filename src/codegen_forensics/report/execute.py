@@ -25,10 +25,7 @@ _PACKAGED = Path(__file__).parent / "notebooks"
 
 def notebook_path(name: str) -> Path:
     """The path of a report notebook, ``weekly`` or ``session``, or of a file."""
-    if name in NOTEBOOKS:
-        path = _PACKAGED / NOTEBOOKS[name]
-    else:
-        path = Path(name)
+    path = _PACKAGED / NOTEBOOKS[name] if name in NOTEBOOKS else Path(name)
     if not path.exists():
         known = ", ".join(NOTEBOOKS)
         raise InputError(f"notebook {name!r} does not exist; known notebooks: {known}")
@@ -39,8 +36,11 @@ def _cell_label(cell: Any, index: int) -> str:
     """``cell 7 'dlq-taxonomy'``: its position and its id or first line."""
     name = cell.get("id") or ""
     first = next(
-        (line.strip("# ").strip() for line in cell.get("source", "").splitlines()
-         if line.strip()),
+        (
+            line.strip("# ").strip()
+            for line in cell.get("source", "").splitlines()
+            if line.strip()
+        ),
         "",
     )
     label = name if name and not name.startswith("papermill") else first
@@ -80,4 +80,5 @@ def execute_notebook(
             f"notebook {notebook.name} failed in {_cell_label(cell, exc.cell_index)}: "
             f"{exc.ename}: {exc.evalue} (the executed notebook is at {output})"
         ) from exc
-    return nbformat.read(output, as_version=4)
+    result: nbformat.NotebookNode = nbformat.read(output, as_version=4)
+    return result
