@@ -87,7 +87,11 @@ def service_run(
     config = troubled_config(start=recent_start())
     partitions = Traffic(config, catalog).partitions
     try:
-        truth = run_to_services(config, kafka_settings, engine, catalog, schema=schema)
+        # Events through the producer's validating publish(); the command-line test
+        # covers the default path (publish_raw of the same bytes).
+        truth = run_to_services(
+            config, kafka_settings, engine, catalog, schema=schema, revalidate=True
+        )
         yield ServiceRun(
             config, catalog, truth, schema, kafka_settings, engine, dict(partitions)
         )

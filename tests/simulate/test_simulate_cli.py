@@ -10,11 +10,17 @@ from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
 from codegen_forensics.cli import app
+from codegen_forensics.events.topics import TopicCatalog
 from codegen_forensics.settings import KafkaSettings, PostgresSettings
-from codegen_forensics.simulate import GroundTruth
+from codegen_forensics.simulate import (
+    GroundTruth,
+    MemorySink,
+    SimulationConfig,
+    simulate,
+)
 from codegen_forensics.snapshot import Snapshot
 
-from .conftest import recent_start
+from .conftest import read_topics, recent_start
 
 runner = CliRunner()
 
@@ -76,6 +82,7 @@ def test_simulate_command_sends_to_the_services(
     unique_prefix: str,
     tmp_path: Path,
 ) -> None:
+    start = recent_start()
     try:
         result = runner.invoke(
             app,
@@ -88,7 +95,7 @@ def test_simulate_command_sends_to_the_services(
                 "--seed",
                 "9",
                 "--start",
-                recent_start().isoformat(),
+                start.isoformat(),
                 "--prefix",
                 unique_prefix,
                 "--schema",
@@ -107,6 +114,23 @@ def test_simulate_command_sends_to_the_services(
         with schema_engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT count(*) FROM event_logs")).scalar()
         assert rows == truth.event_logs_rows
+
+        # Every message is on the broker where the generator put it, byte for byte.
+        expected = MemorySink()
+        simulate(
+            SimulationConfig(seed=9, sessions=25, days=1, start=start),
+            expected,
+            catalog=TopicCatalog(prefix=unique_prefix),
+        )
+        partitions = {t: len(p) for t, p in truth.messages_per_partition.items()}
+        found = read_topics(kafka_settings, partitions)
+        assert {
+            position: (message["key"], message["value"], message["timestamp"][1])
+            for position, message in found.items()
+        } == {
+            (m.topic, m.partition, m.offset): (m.key, m.value, m.timestamp_ms)
+            for m in expected.messages
+        }
     finally:
         admin = AdminClient(kafka_settings.client_config())
         topics = [

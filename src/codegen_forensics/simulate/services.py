@@ -1,9 +1,13 @@
 """Simulated traffic sent to real services: Kafka through the producer, Postgres
 through the event-table writer.
 
-Events go through :meth:`EventProducer.publish` (validated, keyed by session id,
-stamped with their own time); poison messages, duplicates and dead letters of every
-shape through :meth:`EventProducer.publish_raw`. The producer's partitioner is pinned
+Events are built as the schema models, so they are validated before anything is
+sent, and their JSON goes through :meth:`EventProducer.publish_raw` keyed by session
+id and stamped with the event's own time: exactly what :meth:`EventProducer.publish`
+would send, without validating and serialising each event a second time.
+``revalidate=True`` sends them through ``publish`` instead (same bytes, slower).
+Poison messages, duplicates and dead letters of every shape always go through
+``publish_raw``. The producer's partitioner is pinned
 to librdkafka's ``consistent_random`` so every message lands on the partition the
 ground truth names; each delivery is checked against it, and each partition's end
 offset against the count sent. ``event_logs`` rows are written with ``COPY`` on a
@@ -19,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +35,6 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     NewTopic,
-    OffsetSpec,
 )
 
 from codegen_forensics.errors import KafkaError, PostgresError, PublishError
@@ -50,9 +54,16 @@ from codegen_forensics.simulate.traffic import (
 )
 from codegen_forensics.simulate.truth import GroundTruth
 
-__all__ = ["ServiceSink", "commit_group_offsets", "run_to_services"]
+__all__ = [
+    "ServiceSink",
+    "commit_group_offsets",
+    "list_end_offsets",
+    "provision_simulation_topics",
+    "run_to_services",
+]
 
 logger = logging.getLogger(__name__)
+_rdkafka_logger = logging.getLogger(__name__ + ".librdkafka")
 
 # Pinned so that partitions can be computed before anything is sent.
 PARTITIONER = "consistent_random"
@@ -93,8 +104,10 @@ class ServiceSink:
         schema: str | None = None,
         producer_config: Mapping[str, Any] | None = None,
         batch_rows: int = 5000,
+        revalidate: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.revalidate = revalidate
         self.partitions = dict(partitions)
         self.base_offsets = {t: dict(p) for t, p in (base_offsets or {}).items()}
         self.check = _DeliveryCheck()
@@ -128,7 +141,7 @@ class ServiceSink:
         producer = self.producer
         if producer is None:
             return
-        if message.event is not None:
+        if self.revalidate and message.event is not None:
             producer.publish(message.event, topic=message.topic)
         else:
             producer.publish_raw(
@@ -256,39 +269,60 @@ class ServiceSink:
             )
 
 
+def _client_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    """Client settings whose librdkafka log lines go to this module's logger."""
+    return settings.client_config(logger=_rdkafka_logger, **overrides)
+
+
 def list_end_offsets(
     settings: KafkaSettings, partitions: Mapping[str, int], timeout: float = 30.0
 ) -> dict[tuple[str, int], int]:
-    """The high watermark of every partition of ``partitions`` (topic -> count)."""
-    admin = AdminClient(settings.client_config())
-    spec: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    request = {
-        TopicPartition(topic, p): spec
-        for topic, count in partitions.items()
-        for p in range(count)
-    }
-    # Just after topics are created their leaders may not be known yet: retry
-    # retriable errors for a while.
+    """The high watermark of every partition of ``partitions`` (topic -> count).
+
+    Read with a consumer that never joins a group; just after topics are created
+    their leaders may not be known yet, so retriable errors are retried for a while.
+    """
+    consumer = Consumer(
+        _client_config(
+            settings,
+            **{
+                "group.id": f"codegen-forensics-simulate-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    ends: dict[tuple[str, int], int] = {}
+    try:
+        for topic, count in partitions.items():
+            for partition in range(count):
+                ends[(topic, partition)] = _high_watermark(
+                    consumer, TopicPartition(topic, partition), timeout
+                )
+    finally:
+        consumer.close()
+    return ends
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    pause = 0.1
+    pause = 0.05
     while True:
         try:
-            futures = admin.list_offsets(request, request_timeout=timeout)
-            return {
-                (tp.topic, tp.partition): int(future.result(timeout=timeout).offset)
-                for tp, future in futures.items()
-            }
+            _, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            return int(high)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             retriable = isinstance(error, RdKafkaError) and (
                 error.retriable() or error.code() in _SETTLING
             )
             if not retriable or time.monotonic() + pause > deadline:
-                raise KafkaError(f"could not list end offsets: {exc}") from exc
-            logger.info("end offsets not available yet, retrying: %s", exc)
+                raise KafkaError(
+                    f"could not read the end offset of topic={tp.topic} "
+                    f"partition={tp.partition}: {exc}"
+                ) from exc
+            logger.info("end offset not available yet, retrying: %s", exc)
             time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-            admin = AdminClient(settings.client_config())
+            pause = min(pause * 2, 1.0)
 
 
 def commit_group_offsets(
@@ -302,12 +336,13 @@ def commit_group_offsets(
         by_group.setdefault(group, []).append(TopicPartition(topic, partition, offset))
     for group, partitions in by_group.items():
         consumer = Consumer(
-            settings.client_config(
+            _client_config(
+                settings,
                 **{
                     "group.id": group,
                     "enable.auto.commit": False,
                     "socket.timeout.ms": int(timeout * 1000),
-                }
+                },
             )
         )
         try:
@@ -327,7 +362,7 @@ def _create_topics(
     """Create single-partition topics (the dotted DLQ topics), if missing."""
     if not names:
         return
-    admin = AdminClient(settings.client_config())
+    admin = AdminClient(_client_config(settings))
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=1, config=dict(template)) for name in names],
         operation_timeout=30,
@@ -344,6 +379,25 @@ def _create_topics(
             ):
                 continue
             raise KafkaError(f"could not create topic {name!r}: {exc}") from exc
+
+
+def provision_simulation_topics(settings: KafkaSettings, traffic: Traffic) -> None:
+    """Create the catalog's topics and the dotted DLQ topics a simulation writes to.
+
+    Topics that exist are kept; one whose settings differ from the catalog is
+    reported in the log.
+    """
+    report = provision_topics(settings, traffic.catalog)
+    for difference in report.differences:
+        logger.warning(
+            "topic=%s differs from the catalog: %s is %s, expected %s",
+            difference.topic,
+            difference.setting,
+            difference.actual,
+            difference.expected,
+        )
+    template = next(s for s in traffic.catalog if s.category == "dlq").configs()
+    _create_topics(settings, traffic.dotted_topics(), template)
 
 
 def _warn_about_retention(traffic: Traffic, now: datetime) -> None:
@@ -381,6 +435,7 @@ def run_to_services(
     now: datetime | None = None,
     progress: Callable[[Progress], None] | None = None,
     producer_config: Mapping[str, Any] | None = None,
+    revalidate: bool = False,
 ) -> GroundTruth:
     """Send the simulated traffic to Kafka and Postgres; return its ground truth.
 
@@ -388,7 +443,8 @@ def run_to_services(
     catalog's, plus the dotted-scheme DLQ topics when failures go there) and
     ``event_logs`` is created if missing. Offsets in the returned truth are the
     broker's: each partition's starting offset is added. ``kafka=False`` or
-    ``postgres=False`` leaves that service out.
+    ``postgres=False`` leaves that service out; ``revalidate`` sends events through
+    the producer's validating ``publish``.
     """
     catalog = catalog or TopicCatalog()
     clock = now or datetime.now(UTC)
@@ -415,17 +471,7 @@ def run_to_services(
     if settings is not None:
         _warn_about_retention(plan, clock)
         if provision:
-            report = provision_topics(settings, catalog)
-            for difference in report.differences:
-                logger.warning(
-                    "topic=%s differs from the catalog: %s is %s, expected %s",
-                    difference.topic,
-                    difference.setting,
-                    difference.actual,
-                    difference.expected,
-                )
-            template = next(s for s in catalog if s.category == "dlq").configs()
-            _create_topics(settings, plan.dotted_topics(), template)
+            provision_simulation_topics(settings, plan)
         ends = list_end_offsets(settings, plan.partitions)
         for (topic, partition), offset in ends.items():
             base.setdefault(topic, {})[partition] = offset
@@ -438,6 +484,7 @@ def run_to_services(
         base_offsets=base,
         schema=schema,
         producer_config=producer_config,
+        revalidate=revalidate,
     )
     try:
         return simulate(config, sink, catalog=catalog, now=clock, progress=progress)
