@@ -85,7 +85,9 @@ class KafkaSnapshotOptions:
     ``topics`` are exact names, or regular expressions when they start with ``^``
     (librdkafka's convention); empty means every catalog topic plus every topic whose
     name matches a known naming scheme. A chunk file holds at most ``chunk_rows``
-    rows and closes once it holds ``chunk_bytes`` of values, which bounds memory.
+    rows and closes once it holds ``chunk_bytes`` of values; each reader has at most
+    ``partitions_in_flight`` partitions open, so memory is bounded by that many
+    chunks whatever the size of the topics.
     ``workers`` is the number of reader processes; ``None`` picks one per core (at
     most 4) for large snapshots and reads in this process otherwise.
     """
@@ -94,9 +96,10 @@ class KafkaSnapshotOptions:
     isolation_level: IsolationName = "read_committed"
     consumer_groups: tuple[str, ...] = ()
     catalog_prefix: str = ""
-    chunk_rows: int = 200_000
-    chunk_bytes: int = 64 * 1024 * 1024
+    chunk_rows: int = 50_000
+    chunk_bytes: int = 32 * 1024 * 1024
     workers: int | None = None
+    partitions_in_flight: int = 4
     stall_timeout_s: float = 60.0
     timeout_s: float = 30.0
 
@@ -110,6 +113,10 @@ class KafkaSnapshotOptions:
             raise InputError(
                 f"chunk_rows={self.chunk_rows} and chunk_bytes={self.chunk_bytes} "
                 "must both be at least 1"
+            )
+        if self.partitions_in_flight < 1:
+            raise InputError(
+                f"partitions_in_flight={self.partitions_in_flight} must be at least 1"
             )
         if self.workers is not None and self.workers < 1:
             raise InputError(f"workers={self.workers} must be at least 1 or None")
@@ -444,9 +451,17 @@ def _plan(
 class _PartitionState:
     task: PartitionTask
     batch: MessageBatch
-    chunk_first: int | None = None
+    # Rows of the open chunk already converted to Arrow (compact), and their sizes.
+    converted: list[pa.RecordBatch] = field(default_factory=list)
+    chunk_rows: int = 0
+    chunk_bytes: int = 0
     first_seen: int | None = None
     done: bool = False
+
+    def compact(self) -> None:
+        """Move the pending Python rows into an Arrow batch."""
+        if len(self.batch):
+            self.converted.append(self.batch.to_batch())
 
 
 def _consumer_config(
@@ -478,13 +493,13 @@ def _day_of(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _write_chunk(
     root: Path, state: _PartitionState, next_offset: int
 ) -> dict[str, Any] | None:
-    """Write the partition's pending rows as one chunk (one file per day)."""
-    batch = state.batch
-    if len(batch) == 0:
+    """Write the partition's open chunk (one file per day) and start a new one."""
+    state.compact()
+    if not state.converted:
         return None
-    value_bytes = batch.value_bytes
-    record = batch.to_batch()
-    table = pa.Table.from_batches([record])
+    value_bytes = state.chunk_bytes
+    table = pa.Table.from_batches(state.converted)
+    state.converted, state.chunk_rows, state.chunk_bytes = [], 0, 0
     task = state.task
     offsets = table.column("offset")
     days = _day_of(table.column("timestamp"))
@@ -520,7 +535,6 @@ def _write_chunk(
         "timestamp_max": _iso(span["max"]),
         "files": files,
     }
-    state.chunk_first = None
     return chunk
 
 
@@ -541,34 +555,44 @@ def read_partitions(
     stall_timeout_s: float,
     parser: TopicNameParser | None,
     emit: Emit,
+    in_flight: int = 4,
 ) -> None:
     """Read partitions from their start up to their captured end, writing chunks.
 
-    ``emit`` receives ``("chunk", chunk)`` for every chunk written and
-    ``("partition", key, info)`` when a partition is finished.
+    At most ``in_flight`` partitions are assigned at once, so memory is bounded by
+    that many open chunks whatever the number of partitions. ``emit`` receives
+    ``("chunk", chunk)`` for every chunk written and ``("partition", key, info)``
+    when a partition is finished.
     """
-    states: dict[tuple[str, int], _PartitionState] = {}
+    waiting: list[PartitionTask] = []
     for task in tasks:
         if task.start_offset >= task.end_offset:
             emit(("partition", task.key, {"first_seen": None}))
-            continue
-        states[(task.topic, task.partition)] = _PartitionState(
-            task, MessageBatch(parser)
-        )
-    if not states:
+        else:
+            waiting.append(task)
+    if not waiting:
         return
+    waiting.reverse()
+    states: dict[tuple[str, int], _PartitionState] = {}
+    compact_every = min(chunk_rows, 8192)
 
     consumer = Consumer(_consumer_config(client_config, isolation_level))
     eof_code = ClientKafkaError._PARTITION_EOF
     try:
-        consumer.assign(
-            [
-                TopicPartition(s.task.topic, s.task.partition, s.task.start_offset)
-                for s in states.values()
-            ]
-        )
         last_progress = time.monotonic()
-        while states:
+        while states or waiting:
+            # Keep up to in_flight partitions assigned.
+            added = []
+            while waiting and len(states) < in_flight:
+                task = waiting.pop()
+                states[(task.topic, task.partition)] = _PartitionState(
+                    task, MessageBatch(parser)
+                )
+                added.append(
+                    TopicPartition(task.topic, task.partition, task.start_offset)
+                )
+            if added:
+                consumer.incremental_assign(added)
             # Typed loosely: the client's stubs make every field optional.
             messages: list[Any] = consumer.consume(num_messages=10_000, timeout=0.5)
             if messages:
@@ -599,20 +623,26 @@ def read_partitions(
                 if state.first_seen is None:
                     state.first_seen = offset
                 kind, millis = message.timestamp()
+                value = message.value()
                 batch = state.batch
                 batch.append(
                     topic,
                     partition,
                     offset,
-                    message.value(),
+                    value,
                     key=message.key(),
                     timestamp=millis,
                     timestamp_type=kind,
                     headers=message.headers(),
                 )
-                if len(batch) >= chunk_rows or batch.value_bytes >= chunk_bytes:
+                state.chunk_rows += 1
+                if value is not None:
+                    state.chunk_bytes += len(value)
+                if state.chunk_rows >= chunk_rows or state.chunk_bytes >= chunk_bytes:
                     chunk = _write_chunk(root, state, offset + 1)
                     emit(("chunk", chunk))
+                elif len(batch) >= compact_every:
+                    state.compact()
 
             # Stop on the consumer's position: it passes transaction markers and
             # aborted records that are never delivered.
@@ -661,6 +691,7 @@ def _worker_main(
     stall_timeout_s: float,
     parser: TopicNameParser | None,
     out: Any,
+    in_flight: int,
 ) -> None:
     try:
         read_partitions(
@@ -673,6 +704,7 @@ def _worker_main(
             stall_timeout_s,
             parser,
             out.put,
+            in_flight,
         )
     except BaseException as exc:
         out.put(
@@ -827,6 +859,7 @@ def snapshot_kafka_into(
             options.stall_timeout_s,
             parser,
             run.on_event,
+            options.partitions_in_flight,
         )
     else:
         _read_in_processes(client_config, writer.root, groups, options, parser, run)
@@ -864,6 +897,7 @@ def _read_in_processes(
                 options.stall_timeout_s,
                 parser,
                 out,
+                options.partitions_in_flight,
             ),
             daemon=True,
         )
