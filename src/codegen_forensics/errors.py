@@ -16,6 +16,7 @@ __all__ = [
     "ProvisioningError",
     "PublishError",
     "ReportError",
+    "SimulationError",
     "SnapshotError",
 ]
 
@@ -62,6 +63,10 @@ class PostgresError(ForensicsError):
 
 class SnapshotError(ForensicsError):
     """A snapshot directory is incomplete, inconsistent or unreadable."""
+
+
+class SimulationError(ForensicsError):
+    """The traffic simulator could not finish (its worker process failed, say)."""
 
 
 class ReportError(ForensicsError):

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -242,6 +243,10 @@ class SimulationConfig(BaseModel):
     poison_per_session: float = Field(default=0.01, ge=0, le=10)
     consumer_lag: dict[str, int] = Field(default_factory=_default_lag)
     dotted_environment: str = Field(default="dev", pattern=r"^[A-Za-z0-9_-]+$")
+
+    @field_serializer("trouble", when_used="json")
+    def _sorted_trouble(self, value: frozenset[str]) -> list[str]:
+        return sorted(value)
 
     @field_validator("timings")
     @classmethod

@@ -108,6 +108,9 @@ class ServiceSink:
     ) -> None:
         self.catalog = catalog
         self.revalidate = revalidate
+        self.wants_messages = settings is not None
+        self.wants_rows = engine is not None
+        self.wants_events = revalidate
         self.partitions = dict(partitions)
         self.base_offsets = {t: dict(p) for t, p in (base_offsets or {}).items()}
         self.check = _DeliveryCheck()
@@ -436,6 +439,7 @@ def run_to_services(
     progress: Callable[[Progress], None] | None = None,
     producer_config: Mapping[str, Any] | None = None,
     revalidate: bool = False,
+    parallel: bool | None = None,
 ) -> GroundTruth:
     """Send the simulated traffic to Kafka and Postgres; return its ground truth.
 
@@ -487,7 +491,14 @@ def run_to_services(
         revalidate=revalidate,
     )
     try:
-        return simulate(config, sink, catalog=catalog, now=clock, progress=progress)
+        return simulate(
+            config,
+            sink,
+            catalog=catalog,
+            now=clock,
+            progress=progress,
+            parallel=parallel,
+        )
     finally:
         sink.close_rows()
         if sink.producer is not None:

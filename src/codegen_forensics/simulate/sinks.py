@@ -32,7 +32,16 @@ logger = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Receives a simulation's messages and rows in the order they happen."""
+    """Receives a simulation's messages and rows in the order they happen.
+
+    ``wants_messages`` and ``wants_rows`` say which of the two it takes, and
+    ``wants_events`` whether messages must keep their event models (for a producer
+    that validates them again); what a sink does not want is not sent to it.
+    """
+
+    wants_messages: bool
+    wants_rows: bool
+    wants_events: bool
 
     def message(self, message: SimMessage) -> None: ...
 
@@ -43,6 +52,10 @@ class Sink(Protocol):
 
 class NullSink:
     """Discards everything: for computing a ground truth alone."""
+
+    wants_messages = False
+    wants_rows = False
+    wants_events = False
 
     def message(self, message: SimMessage) -> None:
         pass
@@ -60,6 +73,9 @@ class MemorySink:
 
     messages: list[SimMessage] = field(default_factory=list)
     rows: list[EventLogRow] = field(default_factory=list)
+    wants_messages: bool = True
+    wants_rows: bool = True
+    wants_events: bool = True
 
     def message(self, message: SimMessage) -> None:
         self.messages.append(message)
@@ -78,14 +94,27 @@ def simulate(
     catalog: TopicCatalog | None = None,
     now: datetime | None = None,
     progress: Callable[[Progress], None] | None = None,
+    parallel: bool | None = None,
 ) -> GroundTruth:
     """Generate the traffic ``config`` describes into ``sink``; return its truth.
 
     Without a sink only the ground truth is computed. ``now`` fixes the clock the
     default window is taken from (the last ``config.days`` full days, UTC).
+    ``parallel`` generates in a worker process while this one feeds the sink (by
+    default for 1,000 sessions or more on a machine with several cores); the
+    stream is the same either way.
     """
-    traffic = Traffic(config, catalog, now=now, progress=progress)
     target: Sink = sink if sink is not None else NullSink()
+    traffic = Traffic(
+        config,
+        catalog,
+        now=now,
+        progress=progress,
+        parallel=parallel,
+        messages=target.wants_messages,
+        rows=target.wants_rows,
+        events=target.wants_events,
+    )
     emit_message = target.message
     emit_row = target.row
     for item in traffic:

@@ -84,6 +84,10 @@ class SnapshotSink:
     ``table_chunk_rows`` rows.
     """
 
+    wants_messages = True
+    wants_rows = True
+    wants_events = False
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -444,6 +448,7 @@ def write_snapshot(
     now: datetime | None = None,
     progress: Callable[[Progress], None] | None = None,
     overwrite: bool = False,
+    parallel: bool | None = None,
 ) -> GroundTruth:
     """Simulate ``config`` straight into a snapshot directory; return the truth.
 
@@ -461,7 +466,14 @@ def write_snapshot(
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         sink = SnapshotSink(staging, seed=config.seed)
-        truth = simulate(config, sink, catalog=catalog, now=now, progress=progress)
+        truth = simulate(
+            config,
+            sink,
+            catalog=catalog,
+            now=now,
+            progress=progress,
+            parallel=parallel,
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

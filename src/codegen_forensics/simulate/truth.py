@@ -385,12 +385,14 @@ class TruthBuilder:
             self.status_events += 1
             self.decode[topic]["ok"] += 1
         elif role == "duplicate":
-            session_id, correlation_id, original = message.info
+            session_id, correlation_id = message.info
             self.decode[topic]["ok"] += 1
+            # A duplicate follows its original directly on the same partition: both
+            # carry the session's key, and nothing else is due in between.
             self.duplicates[(topic, correlation_id)] = DuplicateTruth(
                 topic=topic,
                 partition=message.partition,
-                offsets=[original.offset, message.offset],
+                offsets=[message.offset - 1, message.offset],
                 session_id=session_id,
                 correlation_id=correlation_id,
             )
