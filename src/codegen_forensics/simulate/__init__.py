@@ -19,6 +19,7 @@ from codegen_forensics.simulate.config import (
     default_window_start,
     parse_trouble,
 )
+from codegen_forensics.simulate.services import ServiceSink, run_to_services
 from codegen_forensics.simulate.sinks import MemorySink, NullSink, Sink, simulate
 from codegen_forensics.simulate.snapshot_sink import (
     TRUTH_NAME,
@@ -48,6 +49,7 @@ __all__ = [
     "NullSink",
     "OperationTiming",
     "Progress",
+    "ServiceSink",
     "SimMessage",
     "SimulationConfig",
     "Sink",
@@ -56,6 +58,7 @@ __all__ = [
     "default_window_start",
     "parse_trouble",
     "partition_for",
+    "run_to_services",
     "simulate",
     "write_snapshot",
 ]
