@@ -74,10 +74,25 @@ def execute_notebook(
             cwd=str(cwd) if cwd else None,
         )
     except PapermillExecutionError as exc:
+        # papermill puts an error banner at the top of the executed notebook, so
+        # find the failing cell by its source, not by its index.
         executed = nbformat.read(output, as_version=4)
-        cell = executed.cells[exc.cell_index]
+        index, cell = next(
+            (
+                (i, c)
+                for i, c in enumerate(executed.cells)
+                if c.cell_type == "code" and c.source == exc.source
+            ),
+            (exc.cell_index, executed.cells[exc.cell_index]),
+        )
+        # Number the cell as it stands in the notebook the user has.
+        source = nbformat.read(notebook, as_version=4)
+        index = next(
+            (i for i, c in enumerate(source.cells) if c.get("id") == cell.get("id")),
+            index,
+        )
         raise ReportError(
-            f"notebook {notebook.name} failed in {_cell_label(cell, exc.cell_index)}: "
+            f"notebook {notebook.name} failed in {_cell_label(cell, index)}: "
             f"{exc.ename}: {exc.evalue} (the executed notebook is at {output})"
         ) from exc
     result: nbformat.NotebookNode = nbformat.read(output, as_version=4)

@@ -9,13 +9,21 @@ original events), and to any column that holds such JSON.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 import pandas as pd
 
 from codegen_forensics.errors import InputError
 
-__all__ = ["REDACTED_KEYS", "Redaction", "redact_frame", "redact_json", "redact_value"]
+__all__ = [
+    "REDACTED_KEYS",
+    "Redaction",
+    "redact_frame",
+    "redact_json",
+    "redact_text",
+    "redact_value",
+]
 
 Redaction = Literal["none", "truncate", "drop"]
 REDACTIONS: tuple[Redaction, ...] = ("none", "truncate", "drop")
@@ -59,14 +67,35 @@ def redact_value(value: Any, mode: Redaction) -> Any:
     return value
 
 
+# A sensitive key and its string value inside text that is not whole JSON (a value
+# cut short for display, a message that failed to decode). The value may be cut off.
+_KEY_IN_TEXT = re.compile(
+    r'("(?:' + "|".join(sorted(REDACTED_KEYS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)'
+)
+
+
+def redact_text(text: str, mode: Redaction) -> str:
+    """Redact sensitive key-value pairs found in text that is not valid JSON."""
+    if mode == "none":
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if mode == "drop":
+            return f'{match.group(1)}"[redacted]"'
+        value = match.group(0)[len(match.group(1)) :]
+        return f"{match.group(1)}{_shorten(value)}"
+
+    return _KEY_IN_TEXT.sub(replace, text)
+
+
 def redact_json(text: str | None, mode: Redaction) -> str | None:
-    """Redact JSON text; text that is not JSON is returned as it was."""
+    """Redact JSON text; in other text, redact the sensitive pairs it contains."""
     if text is None or mode == "none":
         return text
     try:
         decoded = json.loads(text)
     except (TypeError, ValueError):
-        return text
+        return redact_text(text, mode)
     if not isinstance(decoded, dict | list):
         return text
     return json.dumps(
@@ -94,8 +123,9 @@ def redact_frame(frame: pd.DataFrame, mode: Redaction) -> pd.DataFrame:
             continue
         series = out[column]
         if series.dtype == object or pd.api.types.is_string_dtype(series):
-            sample = series.dropna().astype(str)
-            if sample.str.startswith(("{", "[")).any():
+            text = series.dropna().astype(str)
+            mentions = text.str.contains("|".join(REDACTED_KEYS), regex=True)
+            if text.str.startswith(("{", "[")).any() or mentions.any():
                 out[column] = series.map(
                     lambda v: redact_json(v, mode) if isinstance(v, str) else v
                 )

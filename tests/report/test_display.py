@@ -1,0 +1,66 @@
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from codegen_forensics.errors import InputError
+from codegen_forensics.report.display import KeyNumbers, Table, format_value, html_table
+from codegen_forensics.report.weekly import week_window
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("latency_p95_ms", 6439.25, "6.44 s"),
+        ("latency_p95_ms", 960.4, "960 ms"),
+        ("age_s", 12.345, "12.3 s"),
+        ("dlq_rate", 0.0103, "1.03 %"),
+        ("ratio", 3.456, "3.46x"),
+        ("messages", 28634, "28,634"),
+        ("messages", None, "–"),
+        ("alert", True, "yes"),
+        (
+            "first_seen",
+            pd.Timestamp("2026-11-23 10:00:01", tz="UTC"),
+            "2026-11-23 10:00:01",
+        ),
+    ],
+)
+def test_format_value_writes_units(column: str, value: object, shown: str) -> None:
+    assert format_value(column, value) == shown
+
+
+def test_html_table_aligns_numbers_right_and_escapes_text() -> None:
+    frame = pd.DataFrame({"topic": ["<b>t</b>"], "messages": [5]})
+    out = html_table(frame)
+    assert "<td style='text-align:left'>&lt;b&gt;t&lt;/b&gt;</td>" in out
+    assert "<td style='text-align:right;white-space:nowrap'>5</td>" in out
+
+
+def test_table_says_when_rows_are_cut() -> None:
+    table = Table("T", pd.DataFrame({"n": range(5)}), limit=2)
+    assert "First 2 of 5 rows" in table._repr_html_()
+
+
+def test_key_numbers_render_as_json() -> None:
+    when = datetime(2026, 11, 23, tzinfo=UTC)
+    numbers = KeyNumbers(
+        "Headline", {"messages": 3, "first": when, "rate": float("nan")}
+    )
+    assert numbers._repr_json_() == {
+        "title": "Headline",
+        "numbers": {"messages": 3, "first": "2026-11-23T00:00:00+00:00", "rate": None},
+    }
+
+
+def test_week_window_is_seven_days_from_the_date() -> None:
+    assert week_window("2026-11-23") == (
+        datetime(2026, 11, 23, tzinfo=UTC),
+        datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    assert week_window(None) == (None, None)
+
+
+def test_week_window_refuses_a_date_that_is_not_iso() -> None:
+    with pytest.raises(InputError, match="week '23/11/2026' is not an ISO date"):
+        week_window("23/11/2026")
