@@ -34,6 +34,8 @@ def export_html(notebook: nbformat.NotebookNode, html_path: Path, title: str) ->
         exclude_output_prompt=True,
         embed_images=True,
     )
+    # nbconvert warns about images without alt text on every plot; it is noise here.
+    exporter.log.setLevel(logging.ERROR)
     notebook.metadata["title"] = title
     body, _ = exporter.from_notebook_node(notebook)
     html_path.parent.mkdir(parents=True, exist_ok=True)
