@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +173,17 @@ def session_report(
     )
 
 
+def _kafka_options(prefix: str) -> Any:
+    """Topics to snapshot: every known one, or only those under ``prefix``."""
+    from codegen_forensics.load.kafka import KafkaSnapshotOptions
+
+    if not prefix:
+        return KafkaSnapshotOptions()
+    return KafkaSnapshotOptions(
+        catalog_prefix=prefix, topics=(f"^{re.escape(prefix)}",)
+    )
+
+
 def data_dir() -> Path:
     """Where the embedded default week lives: ``FORENSICS_DATA_DIR`` or ``data/``."""
     return Path(os.environ.get("FORENSICS_DATA_DIR", "data"))
@@ -223,7 +235,6 @@ def review(
     """
     directory = Path(out)
     if kafka is not None or postgres is not None:
-        from codegen_forensics.load.kafka import KafkaSnapshotOptions
         from codegen_forensics.load.postgres import PostgresSnapshotOptions
         from codegen_forensics.load.run import run_snapshot
 
@@ -232,9 +243,7 @@ def review(
         run_snapshot(
             target,
             kafka=kafka,
-            kafka_options=KafkaSnapshotOptions(catalog_prefix=topic_prefix)
-            if kafka is not None
-            else None,
+            kafka_options=_kafka_options(topic_prefix) if kafka is not None else None,
             postgres=postgres,
             postgres_options=PostgresSnapshotOptions(schema=schema)
             if postgres is not None

@@ -503,7 +503,9 @@ def _exportable(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns holding lists or dicts become JSON text, which CSV and Parquet keep."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].map(lambda v: isinstance(v, list | dict | tuple)).any():
+        if out[column].dtype != object:
+            continue
+        if any(isinstance(v, list | dict | tuple) for v in out[column]):
             out[column] = out[column].map(
                 lambda v: json.dumps(v, default=str) if v is not None else None
             )
