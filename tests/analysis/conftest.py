@@ -40,7 +40,9 @@ def build_snapshot(tmp_path: Path) -> Callable[..., Path]:
                 writer.write(f"kafka/topic=all/day=all/part-{i}.parquet", table)
         if event_logs is not None:
             for i, table in enumerate(_as_tables(event_logs, event_log_table)):
-                writer.write(f"postgres/table=event_logs/day=all/part-{i}.parquet", table)
+                writer.write(
+                    f"postgres/table=event_logs/day=all/part-{i}.parquet", table
+                )
         if partitions is not None:
             writer.write(
                 "kafka_partitions.parquet",
@@ -74,9 +76,13 @@ def analyse(build_snapshot: Callable[..., Path]) -> Iterator[Callable[..., Analy
     """Builds a snapshot from rows and opens it; every analysis is closed after."""
     opened: list[Analysis] = []
 
-    def make(*args: Any, open_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Analysis:
+    def make(
+        *args: Any, open_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Analysis:
         analysis = open_analysis(
-            build_snapshot(*args, **kwargs), memory_limit="256MB", threads=1,
+            build_snapshot(*args, **kwargs),
+            memory_limit="256MB",
+            threads=1,
             **(open_kwargs or {}),
         )
         opened.append(analysis)

@@ -100,5 +100,3 @@ def naive(table: pa.Table, drop: Sequence[str] = ()) -> pa.Table:
             fields.append(f)
     out = table.cast(pa.schema(fields))
     return out.drop_columns(list(drop))
-
-

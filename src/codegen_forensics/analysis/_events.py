@@ -15,8 +15,16 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from codegen_forensics.analysis.context import Analysis, Source, check_source, normalise_id
+from codegen_forensics.analysis.context import (
+    Analysis,
+    Source,
+    check_source,
+    normalise_id,
+)
 from codegen_forensics.events.topics import parse_topic
+
+# Decode statuses whose value no consumer could use: such a message is no event.
+UNUSABLE_DECODES = ("not_utf8", "not_json", "tombstone")
 
 SUCCESS_STATUSES = ("sent", "received", "completed")
 FAILURE_STATUSES = ("failed", "error")
@@ -61,15 +69,13 @@ def _topic_events(a: Analysis) -> ir.Table:
     m = a.messages
     is_dlq = (m.category == "dlq") | (m.decode_status == "dlq")
     raw = m.status.strip().lower()
-    status = (
-        ibis.cases(
-            (is_dlq, "failed"),
-            (m.category == "request", "sent"),
-            (m.category == "response", "received"),
-            (raw.isin(("completed", "failed", "error")), raw),
-            (raw.notnull(), "processing"),
-            else_=ibis.null("string"),
-        )
+    status = ibis.cases(
+        (is_dlq, "failed"),
+        (m.category == "request", "sent"),
+        (m.category == "response", "received"),
+        (raw.isin(("completed", "failed", "error")), raw),
+        (raw.notnull(), "processing"),
+        else_=ibis.null("string"),
     )
     return m.select(
         source=ibis.literal("topics"),
@@ -139,4 +145,3 @@ def _operations(a: Analysis) -> ir.Table:
         }
     )
     return ibis.memtable(table)
-

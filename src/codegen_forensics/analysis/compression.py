@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import math
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_HEADER_BYTES = 61  # a v2 record batch's fixed header
 RECORD_MAX_OVERHEAD = 36  # librdkafka's worst-case framing per record, for batch.size
+_IN_FLIGHT = 64  # batches handed to the compressing threads and not yet collected
 _COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 
 
@@ -80,15 +83,25 @@ class _Partition:
     open_sampled: bool = False
 
 
-def _varint(value: int) -> bytes:
-    """Kafka's zigzag varint."""
-    n = (value << 1) ^ (value >> 63)
+def _encode_varint(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)  # zigzag
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+# Varints of -1 .. 65534, the lengths and deltas nearly every record has.
+_SMALL_VARINTS = [_encode_varint(v) for v in range(-1, 1 << 16)]
+
+
+def _varint(value: int) -> bytes:
+    """Kafka's zigzag varint."""
+    if -1 <= value < (1 << 16) - 1:
+        return _SMALL_VARINTS[value + 1]
+    return _encode_varint(value)
 
 
 def _record(
@@ -98,19 +111,28 @@ def _record(
     value: bytes | None,
     headers: Iterable[dict[str, Any]] | None,
 ) -> bytes:
-    body = bytearray(b"\x00")  # attributes
-    body += _varint(ts_delta)
-    body += _varint(offset_delta)
-    body += _varint(-1) if key is None else _varint(len(key)) + key
-    body += _varint(-1) if value is None else _varint(len(value)) + value
-    items = list(headers or ())
-    body += _varint(len(items))
-    for header in items:
-        name = (header.get("key") or "").encode("utf-8")
-        body += _varint(len(name)) + name
-        hv = header.get("value")
-        body += _varint(-1) if hv is None else _varint(len(hv)) + hv
-    return _varint(len(body)) + bytes(body)
+    """One record of a v2 record batch."""
+    parts = [
+        b"\x00",  # attributes
+        _varint(ts_delta),
+        _varint(offset_delta),
+        _SMALL_VARINTS[0] if key is None else _varint(len(key)),
+        key or b"",
+        _SMALL_VARINTS[0] if value is None else _varint(len(value)),
+        value or b"",
+    ]
+    if headers:
+        items = list(headers)
+        parts.append(_varint(len(items)))
+        for header in items:
+            name = (header.get("key") or "").encode("utf-8")
+            parts += [_varint(len(name)), name]
+            hv = header.get("value")
+            parts += [_SMALL_VARINTS[0]] if hv is None else [_varint(len(hv)), hv]
+    else:
+        parts.append(_SMALL_VARINTS[1])
+    body = b"".join(parts)
+    return _varint(len(body)) + body
 
 
 @dataclass
@@ -120,17 +142,30 @@ class _Estimator:
     strides: dict[tuple[str, int], int]
     parts: dict[tuple[str, int], _Partition] = field(default_factory=dict)
     strict: bool = True  # raise on offsets out of order; else skip duplicates
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="gzip"
+        )
+    )
+    _pending: deque[tuple[_Partition, Future[bytes]]] = field(default_factory=deque)
 
     def feed(self, batch: pa.RecordBatch) -> None:
         table = pa.Table.from_batches([batch])
         if table.num_rows == 0:
             return
-        table = table.sort_by([("topic", "ascending"), ("partition", "ascending"),
-                               ("offset", "ascending")])
+        table = table.sort_by(
+            [
+                ("topic", "ascending"),
+                ("partition", "ascending"),
+                ("offset", "ascending"),
+            ]
+        )
         topics = table.column("topic").to_numpy(zero_copy_only=False)
         partitions = table.column("partition").fill_null(-1).to_numpy()
         starts = np.flatnonzero(
-            np.r_[True, (topics[1:] != topics[:-1]) | (partitions[1:] != partitions[:-1])]
+            np.r_[
+                True, (topics[1:] != topics[:-1]) | (partitions[1:] != partitions[:-1])
+            ]
         )
         ends = np.r_[starts[1:], len(topics)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
@@ -175,7 +210,9 @@ class _Estimator:
             if state.open_records == 0:
                 self._open(state)
             before = int(csum[i - 1]) if i else 0
-            j = int(np.searchsorted(csum, capacity - state.open_fill + before, side="right"))
+            j = int(
+                np.searchsorted(csum, capacity - state.open_fill + before, side="right")
+            )
             if state.open_records == 0 and j == i:
                 j = i + 1  # the first record always fits
             if j > i:
@@ -214,7 +251,9 @@ class _Estimator:
             if state.open_records == 0:
                 state.open_first_ts = stamps[0] // 1000 if stamps[0] is not None else 0
                 state.open_first_offset = offsets[0]
-            for off, ts, k, v, h in zip(offsets, stamps, keys, values, headers, strict=True):
+            for off, ts, k, v, h in zip(
+                offsets, stamps, keys, values, headers, strict=True
+            ):
                 ts_delta = ts // 1000 - state.open_first_ts if ts is not None else 0
                 state.open_parts.append(
                     _record(off - state.open_first_offset, ts_delta, k, v, h)
@@ -230,15 +269,32 @@ class _Estimator:
             state.sampled_batches += 1
             state.sampled_value_bytes += state.open_value_bytes
             state.sampled_payload_bytes += state.open_payload_bytes
-            state.sampled_compressed_bytes += len(
-                zlib.compress(records, self.level, wbits=31)
-            )
+            self._compress(state, records)
         state.open_records = 0
         state.open_parts = []
+
+    def _compress(self, state: _Partition, records: bytes) -> None:
+        # zlib releases the GIL: a second thread compresses while this one frames.
+        self._pending.append(
+            (state, self._pool.submit(zlib.compress, records, self.level, 31))
+        )
+        if len(self._pending) >= _IN_FLIGHT:
+            self._collect(_IN_FLIGHT // 2)
+
+    def _collect(self, keep: int = 0) -> None:
+        while len(self._pending) > keep:
+            state, future = self._pending.popleft()
+            state.sampled_compressed_bytes += len(future.result())
+
+    def discard(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+        self._pending.clear()
 
     def finish(self) -> None:
         for state in self.parts.values():
             self._close(state)
+        self._collect()
+        self._pool.shutdown()
 
 
 def _file_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -293,7 +349,9 @@ def _strides(a: Analysis, sample_bytes: int | None) -> dict[tuple[str, int], int
     )
     return {
         (str(t), int(p)): max(1, math.ceil(int(raw or 0) / sample_bytes))
-        for t, p, raw in zip(sizes["topic"], sizes["partition"], sizes["raw"], strict=True)
+        for t, p, raw in zip(
+            sizes["topic"], sizes["partition"], sizes["raw"], strict=True
+        )
     }
 
 
@@ -327,8 +385,10 @@ def compression_by_partition(
             estimator.feed(batch)
     except _OutOfOrder as exc:
         logger.info(
-            "compression: offsets out of order in files, sorting partition=%s", exc.args[0]
+            "compression: offsets out of order in files, sorting partition=%s",
+            exc.args[0],
         )
+        estimator.discard()
         estimator = _Estimator(batch_bytes, level, strides, strict=False)
         for batch in _sorted_batches(a, chunk_rows):
             estimator.feed(batch)
@@ -359,9 +419,18 @@ def compression_by_partition(
             }
         )
     columns = [
-        "topic", "partition", "messages", "value_bytes", "key_bytes", "batches",
-        "compressed_bytes", "estimated_disk_bytes", "ratio",
-        "sampled_batches", "sampled_value_bytes", "sampled_compressed_bytes",
+        "topic",
+        "partition",
+        "messages",
+        "value_bytes",
+        "key_bytes",
+        "batches",
+        "compressed_bytes",
+        "estimated_disk_bytes",
+        "ratio",
+        "sampled_batches",
+        "sampled_value_bytes",
+        "sampled_compressed_bytes",
         "duplicate_offsets",
     ]
     frame = pd.DataFrame(rows, columns=columns)
@@ -391,21 +460,34 @@ def compression_ratios(
             a, batch_bytes=batch_bytes, level=level, sample_bytes=sample_bytes
         )
     columns = [
-        "topic", "partitions", "messages", "value_bytes", "batches", "compressed_bytes",
-        "estimated_disk_bytes", "ratio", "sampled_fraction",
+        "topic",
+        "partitions",
+        "messages",
+        "value_bytes",
+        "batches",
+        "compressed_bytes",
+        "estimated_disk_bytes",
+        "ratio",
+        "sampled_fraction",
     ]
     if parts.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    grouped = parts.groupby("topic", sort=True).agg(
-        partitions=("partition", "size"),
-        messages=("messages", "sum"),
-        value_bytes=("value_bytes", "sum"),
-        batches=("batches", "sum"),
-        compressed_bytes=("compressed_bytes", "sum"),
-        estimated_disk_bytes=("estimated_disk_bytes", "sum"),
-        sampled_value_bytes=("sampled_value_bytes", "sum"),
-    ).reset_index()
+    grouped = (
+        parts.groupby("topic", sort=True)
+        .agg(
+            partitions=("partition", "size"),
+            messages=("messages", "sum"),
+            value_bytes=("value_bytes", "sum"),
+            batches=("batches", "sum"),
+            compressed_bytes=("compressed_bytes", "sum"),
+            estimated_disk_bytes=("estimated_disk_bytes", "sum"),
+            sampled_value_bytes=("sampled_value_bytes", "sum"),
+        )
+        .reset_index()
+    )
     value = grouped["value_bytes"].astype("float64")
     grouped["ratio"] = (value / grouped["compressed_bytes"]).where(value > 0)
-    grouped["sampled_fraction"] = (grouped["sampled_value_bytes"] / value).where(value > 0)
+    grouped["sampled_fraction"] = (grouped["sampled_value_bytes"] / value).where(
+        value > 0
+    )
     return sort_frame(grouped[columns], ["ratio", "topic"])

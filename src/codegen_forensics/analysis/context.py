@@ -147,10 +147,18 @@ class Analysis:
     def scalar(self, expr: ir.Scalar) -> Any:
         return self.backend.execute(expr)
 
-    def batches(self, expr: ir.Table, chunk_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, expr: ir.Table, chunk_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
         """Stream a table expression as Arrow record batches."""
-        reader = self.backend.to_pyarrow_batches(expr, chunk_size=chunk_size)
-        yield from reader
+        if getattr(self.backend, "name", "") != "duckdb":
+            yield from self.backend.to_pyarrow_batches(expr, chunk_size=chunk_size)
+            return
+        # Ibis 12 streams through a cursor method DuckDB 2 no longer has; ask DuckDB
+        # for its own reader over the compiled query instead.
+        self.backend._run_pre_execute_hooks(expr)
+        sql = self.backend.compile(expr)
+        yield from self.backend.con.sql(sql).to_arrow_reader(chunk_size)
 
     def has_rows(self, table: ir.Table) -> bool:
         return bool(self.scalar(table.limit(1).count()) > 0)
@@ -266,7 +274,9 @@ def _read_table(
         try:
             file_schema = pq.read_schema(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise SnapshotError(f"snapshot file {str(path)!r} is not Parquet: {exc}") from exc
+            raise SnapshotError(
+                f"snapshot file {str(path)!r} is not Parquet: {exc}"
+            ) from exc
         groups.setdefault(file_schema.to_string(show_schema_metadata=False), []).append(
             str(path)
         )
@@ -280,7 +290,9 @@ def _read_table(
         parts.append(
             raw.select(
                 **{
-                    name: raw[name].cast(dtype) if name in raw.columns else ibis.null(dtype)
+                    name: raw[name].cast(dtype)
+                    if name in raw.columns
+                    else ibis.null(dtype)
                     for name, dtype in target.items()
                 }
             )
@@ -288,7 +300,9 @@ def _read_table(
     table = parts[0]
     for part in parts[1:]:
         table = table.union(part)
-    logger.debug("table read prefix=%s files=%s schemas=%s", prefix, len(paths), len(groups))
+    logger.debug(
+        "table read prefix=%s files=%s schemas=%s", prefix, len(paths), len(groups)
+    )
     return table
 
 

@@ -37,7 +37,13 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from codegen_forensics.analysis._util import bucket, check_window, ints, ratio, sort_frame
+from codegen_forensics.analysis._util import (
+    bucket,
+    check_window,
+    ints,
+    ratio,
+    sort_frame,
+)
 from codegen_forensics.analysis.context import Analysis, normalise_id
 from codegen_forensics.analysis.masking import NO_MESSAGE, group_id, mask_message
 from codegen_forensics.errors import ConfigError
@@ -95,7 +101,9 @@ class DLQOverrides:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], origin: str = "overrides") -> DLQOverrides:
+    def from_mapping(
+        cls, data: Mapping[str, Any], origin: str = "overrides"
+    ) -> DLQOverrides:
         """Read ``{"split": [...], "merge": [...], "labels": {...}}``."""
         if not isinstance(data, Mapping):
             raise ConfigError(
@@ -119,7 +127,9 @@ class DLQOverrides:
                     f"{where} pattern {rule['pattern']!r} is not a regular "
                     f"expression: {exc}"
                 ) from exc
-            splits.append(SplitRule(str(rule["group"]), str(rule["label"]), str(rule["pattern"])))
+            splits.append(
+                SplitRule(str(rule["group"]), str(rule["label"]), str(rule["pattern"]))
+            )
         merges = []
         for i, rule in enumerate(data.get("merge") or []):
             where = f"{origin} merge[{i}]"
@@ -135,12 +145,16 @@ class DLQOverrides:
             raise ConfigError(
                 f"{origin} labels must map group ids to names; got {labels!r}"
             )
-        return cls(tuple(splits), tuple(merges), {str(k): str(v) for k, v in labels.items()})
+        return cls(
+            tuple(splits), tuple(merges), {str(k): str(v) for k, v in labels.items()}
+        )
 
 
 def _require(rule: Any, keys: Sequence[str], where: str) -> None:
     if not isinstance(rule, Mapping):
-        raise ConfigError(f"{where} must be a mapping with {', '.join(keys)}; got {rule!r}")
+        raise ConfigError(
+            f"{where} must be a mapping with {', '.join(keys)}; got {rule!r}"
+        )
     missing = [k for k in keys if k not in rule]
     extra = set(rule) - set(keys)
     if missing or extra:
@@ -153,21 +167,23 @@ def _require(rule: Any, keys: Sequence[str], where: str) -> None:
 def load_overrides(path: str | Path) -> DLQOverrides:
     """Read an overrides file, YAML (``.yaml``/``.yml``) or JSON (anything else)::
 
-        split:
-          - group: 3f2a9c1b0d4e          # a group id from dlq_groups
-            label: Timeouts on analyze    # the new group's name
-            pattern: analyze              # regex searched in the original message
-        merge:
-          - label: Broker unavailable
-            groups: [3f2a9c1b0d4e, 9bc14d2e7a10]
-        labels:
-          5d0c33e1b2aa: Schema validation
+    split:
+      - group: 3f2a9c1b0d4e          # a group id from dlq_groups
+        label: Timeouts on analyze    # the new group's name
+        pattern: analyze              # regex searched in the original message
+    merge:
+      - label: Broker unavailable
+        groups: [3f2a9c1b0d4e, 9bc14d2e7a10]
+    labels:
+      5d0c33e1b2aa: Schema validation
     """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"overrides file {str(file)!r} cannot be read: {exc}") from exc
+        raise ConfigError(
+            f"overrides file {str(file)!r} cannot be read: {exc}"
+        ) from exc
     try:
         if file.suffix.lower() in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
@@ -182,7 +198,9 @@ def _dlq_rows(a: Analysis) -> ir.Table:
     m = a.messages
     dlq = m.filter((m.category == "dlq") | (m.decode_status == "dlq"))
     inferred = ibis.ifelse(
-        dlq.topic.endswith(".dlq"), dlq.topic.substr(0, dlq.topic.length() - 4), ibis.null("string")
+        dlq.topic.endswith(".dlq"),
+        dlq.topic.substr(0, dlq.topic.length() - 4),
+        ibis.null("string"),
     )
     return dlq.select(
         dlq_topic=dlq.topic,
@@ -201,7 +219,9 @@ def _dlq_rows(a: Analysis) -> ir.Table:
     )
 
 
-def dlq_template_map(a: Analysis, overrides: DLQOverrides | None = None) -> pd.DataFrame:
+def dlq_template_map(
+    a: Analysis, overrides: DLQOverrides | None = None
+) -> pd.DataFrame:
     """Each distinct (error type, message) with its template and group.
 
     Columns: error_type, error_message (as stored: empty when missing), messages
@@ -231,7 +251,9 @@ def _apply_overrides(frame: pd.DataFrame, overrides: DLQOverrides) -> pd.DataFra
     known = set(frame["group_id"])
     for rule in overrides.split:
         if rule.group not in known:
-            logger.warning("dlq override split names an absent group group_id=%s", rule.group)
+            logger.warning(
+                "dlq override split names an absent group group_id=%s", rule.group
+            )
         pattern = re.compile(rule.pattern)
         hit = (frame["group_id"] == rule.group) & frame["error_message"].map(
             lambda m, p=pattern: bool(p.search(m or ""))
@@ -242,7 +264,9 @@ def _apply_overrides(frame: pd.DataFrame, overrides: DLQOverrides) -> pd.DataFra
     for merge in overrides.merge:
         absent = [g for g in merge.groups if g not in known]
         if absent:
-            logger.warning("dlq override merge names absent groups group_ids=%s", absent)
+            logger.warning(
+                "dlq override merge names absent groups group_ids=%s", absent
+            )
         hit = frame["group_id"].isin(merge.groups)
         frame.loc[hit, "group_id"] = merge.new_id
         frame.loc[hit, "label"] = merge.label
@@ -256,17 +280,24 @@ def _labelled(a: Analysis, template_map: pd.DataFrame) -> ir.Table:
     mapping = ibis.memtable(
         pa.table(
             {
-                "map_type": pa.array(template_map["error_type"].astype(object), pa.string()),
+                "map_type": pa.array(
+                    template_map["error_type"].astype(object), pa.string()
+                ),
                 "map_message": pa.array(
                     template_map["error_message"].astype(object), pa.string()
                 ),
-                "group_id": pa.array(template_map["group_id"].astype(object), pa.string()),
+                "group_id": pa.array(
+                    template_map["group_id"].astype(object), pa.string()
+                ),
             }
         )
     )
     joined = rows.join(
         mapping,
-        [rows.error_type == mapping.map_type, rows.error_message == mapping.map_message],
+        [
+            rows.error_type == mapping.map_type,
+            rows.error_message == mapping.map_message,
+        ],
     )
     return joined.drop("map_type", "map_message")
 
@@ -287,9 +318,19 @@ def dlq_groups(
     """
     tmap = template_map if template_map is not None else dlq_template_map(a, overrides)
     columns = [
-        "group_id", "label", "error_type", "template", "templates", "messages",
-        "distinct_messages", "sessions", "source_topics", "max_retry_count",
-        "first_seen", "last_seen", "example_message",
+        "group_id",
+        "label",
+        "error_type",
+        "template",
+        "templates",
+        "messages",
+        "distinct_messages",
+        "sessions",
+        "source_topics",
+        "max_retry_count",
+        "first_seen",
+        "last_seen",
+        "example_message",
     ]
     if tmap.empty:
         return _empty(columns)
@@ -315,7 +356,9 @@ def dlq_groups(
             {
                 "group_id": gid,
                 "label": labels.iloc[0] if len(labels) else None,
-                "error_type": ", ".join(sorted({t or NO_TYPE for t in part["error_type"]})),
+                "error_type": ", ".join(
+                    sorted({t or NO_TYPE for t in part["error_type"]})
+                ),
                 "template": first["template"],
                 "templates": part["template"].nunique(),
                 "distinct_messages": len(part),
@@ -349,7 +392,9 @@ def dlq_breakdown(
             messages=t.count(), first_seen=t.time.min(), last_seen=t.time.max()
         )
     )
-    return sort_frame(frame, ["group_id", "day", "source_topic", "consumer_group", "retry_count"])
+    return sort_frame(
+        frame, ["group_id", "day", "source_topic", "consumer_group", "retry_count"]
+    )
 
 
 def dlq_diff(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -386,8 +431,14 @@ def dlq_diff(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFra
     merged = sort_frame(merged, ["_order", "_change", "group_id"])
     return merged[
         [
-            "group_id", "label", "error_type", "template", "messages",
-            "previous_messages", "change", "state",
+            "group_id",
+            "label",
+            "error_type",
+            "template",
+            "messages",
+            "previous_messages",
+            "change",
+            "state",
         ]
     ]
 
@@ -429,11 +480,15 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
         source_messages=joined.source_messages.fill_null(0),
         category=joined.category,
     )
-    out = out.filter(out.category.isin(("request", "response")) | (out.dlq_messages > 0))
+    out = out.filter(
+        out.category.isin(("request", "response")) | (out.dlq_messages > 0)
+    )
     frame = ints(a.execute(out), ["dlq_messages", "source_messages"])
     frame["dlq_rate"] = ratio(frame["dlq_messages"], frame["source_messages"])
     frame = sort_frame(frame, ["source_topic", "window_start"])
-    return frame[["source_topic", "window_start", "dlq_messages", "source_messages", "dlq_rate"]]
+    return frame[
+        ["source_topic", "window_start", "dlq_messages", "source_messages", "dlq_rate"]
+    ]
 
 
 def dlq_counts(a: Analysis, alert_threshold: int = 10) -> pd.DataFrame:
@@ -444,9 +499,7 @@ def dlq_counts(a: Analysis, alert_threshold: int = 10) -> pd.DataFrame:
     ``alert_threshold``). The largest first.
     """
     rows = _dlq_rows(a)
-    shapes = {
-        shape: rows.count(where=rows.shape == shape) for shape in DLQ_SHAPES
-    }
+    shapes = {shape: rows.count(where=rows.shape == shape) for shape in DLQ_SHAPES}
     frame = a.execute(
         rows.group_by("dlq_topic").aggregate(
             messages=rows.count(),

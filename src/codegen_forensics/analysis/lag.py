@@ -69,7 +69,8 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
     base = base.mutate(
         _from=start,
         lag_messages=ibis.greatest(
-            base.end_offset - ibis.coalesce(base.committed_offset, base.low_watermark, 0),
+            base.end_offset
+            - ibis.coalesce(base.committed_offset, base.low_watermark, 0),
             0,
         ),
     )
@@ -104,7 +105,9 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
         "lag_messages",
         "oldest_unconsumed_offset",
         "oldest_unconsumed_time",
-        behind_head_us=base.head_time.delta(oldest.oldest_unconsumed_time, unit="microsecond"),
+        behind_head_us=base.head_time.delta(
+            oldest.oldest_unconsumed_time, unit="microsecond"
+        ),
     )
     frame = a.execute(out)
     frame["behind_head_s"] = frame.pop("behind_head_us").astype("float64") / 1e6
@@ -116,12 +119,21 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
         frame["age_s"] = (ref - frame["oldest_unconsumed_time"]).dt.total_seconds()
         frame.loc[frame["lag_messages"] == 0, ["age_s"]] = None
     columns = [
-        "group_id", "topic", "partition", "committed_offset", "low_watermark",
-        "end_offset", "lag_messages", "oldest_unconsumed_offset",
-        "oldest_unconsumed_time", "age_s", "behind_head_s",
+        "group_id",
+        "topic",
+        "partition",
+        "committed_offset",
+        "low_watermark",
+        "end_offset",
+        "lag_messages",
+        "oldest_unconsumed_offset",
+        "oldest_unconsumed_time",
+        "age_s",
+        "behind_head_s",
     ]
     frame = sort_frame(
-        frame[columns], ["lag_messages", "group_id", "topic", "partition"],
+        frame[columns],
+        ["lag_messages", "group_id", "topic", "partition"],
         [False, True, True, True],
     )
     return frame
@@ -135,10 +147,17 @@ def consumer_lag_by_group(lag: pd.DataFrame) -> pd.DataFrame:
     """
     if lag.empty:
         return pd.DataFrame(
-            {c: pd.Series(dtype="object") for c in (
-                "group_id", "partitions", "lag_messages", "max_lag_messages",
-                "max_age_s", "max_behind_head_s",
-            )}
+            {
+                c: pd.Series(dtype="object")
+                for c in (
+                    "group_id",
+                    "partitions",
+                    "lag_messages",
+                    "max_lag_messages",
+                    "max_age_s",
+                    "max_behind_head_s",
+                )
+            }
         )
     grouped = lag.groupby("group_id", sort=True).agg(
         partitions=("partition", "size"),

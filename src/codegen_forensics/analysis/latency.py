@@ -14,7 +14,10 @@ answer different questions:
 
 A request with no response is *unanswered*; a correlation id answered more than once
 has *duplicate responses* (all responses after the first). A request without a
-correlation id cannot be joined: it is counted apart, never as unanswered.
+correlation id cannot be joined: it is counted apart, never as unanswered. A message
+on a request or response topic whose value could not be read at all (not UTF-8, not
+JSON, a tombstone) is no request or response; it is counted with the poison
+messages.
 
 **Bottlenecks** follow the tracer: a topic's response time is the mean of the
 ``processing_time_ms`` its events report; above 1,000 ms it is a ``low`` bottleneck,
@@ -33,7 +36,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from codegen_forensics.analysis._events import events
+from codegen_forensics.analysis._events import UNUSABLE_DECODES, events
 from codegen_forensics.analysis._util import UTC_TIMESTAMP, bucket, ints, sort_frame
 from codegen_forensics.analysis.context import Analysis, Source, check_source
 from codegen_forensics.errors import InputError
@@ -54,7 +57,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # The tracer's bottleneck bands: (mean response time above, severity), worst first.
-BANDS: tuple[tuple[float, str], ...] = ((5000.0, "high"), (2000.0, "medium"), (1000.0, "low"))
+BANDS: tuple[tuple[float, str], ...] = (
+    (5000.0, "high"),
+    (2000.0, "medium"),
+    (1000.0, "low"),
+)
 _RANK = {"high": 3, "medium": 2, "low": 1}
 
 _SUMMARY_KEYS = ("operation", "request_topic", "hour", "day")
@@ -63,6 +70,7 @@ _SUMMARY_KEYS = ("operation", "request_topic", "hour", "day")
 def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
     """The per-request expression behind :func:`request_response`."""
     ev = events(a, check_source(source))
+    ev = ev.filter(ev.decode_status.isnull() | ~ev.decode_status.isin(UNUSABLE_DECODES))
     requests = ev.filter(ev.category == "request")
     responses = ev.filter((ev.category == "response") & ev.correlation_id.notnull())
 
@@ -90,7 +98,9 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         reported_processing_ms=at_first.processing_time_ms.min()
     )
 
-    joined = req.left_join(first, "correlation_id").left_join(reported, "correlation_id")
+    joined = req.left_join(first, "correlation_id").left_join(
+        reported, "correlation_id"
+    )
     answered = joined.responses.fill_null(0)
     with_id = joined.select(
         correlation_id=joined.correlation_id,
@@ -202,11 +212,13 @@ def orphan_responses(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     window also leaves its response here.
     """
     ev = events(a, check_source(source))
+    ev = ev.filter(ev.decode_status.isnull() | ~ev.decode_status.isin(UNUSABLE_DECODES))
     requests = ev.filter((ev.category == "request") & ev.correlation_id.notnull())
     ids = requests.select("correlation_id").distinct()
     responses = ev.filter(ev.category == "response")
     marked = responses.left_join(
-        ids.select(known=ids.correlation_id), responses.correlation_id == ids.correlation_id
+        ids.select(known=ids.correlation_id),
+        responses.correlation_id == ids.correlation_id,
     )
     summary = marked.group_by(response_topic=marked.topic).aggregate(
         responses=marked.count(),
@@ -218,7 +230,9 @@ def orphan_responses(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     return sort_frame(a.execute(summary), ["response_topic"])
 
 
-def severity(mean_ms: float | None, bands: Sequence[tuple[float, str]] = BANDS) -> str | None:
+def severity(
+    mean_ms: float | None, bands: Sequence[tuple[float, str]] = BANDS
+) -> str | None:
     """The tracer's band for a mean response time: high, medium, low or None."""
     if mean_ms is None or pd.isna(mean_ms):
         return None
@@ -343,10 +357,14 @@ def bottleneck_hours(a: Analysis, source: Source = "topics") -> pd.DataFrame:
 
 
 def _banded(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    frame["severity"] = frame["mean_ms"].map(severity).astype("object")
+    frame["severity"] = pd.Series(
+        [severity(v) for v in frame["mean_ms"]], index=frame.index, dtype="object"
+    )
     frame["bottleneck"] = frame["severity"].notna()
     frame["_rank"] = frame["severity"].map(lambda s: -_RANK.get(s, 0) if s else 0)
-    frame = sort_frame(frame, ["_rank", "mean_ms", *keys], [True, False] + [True] * len(keys))
+    frame = sort_frame(
+        frame, ["_rank", "mean_ms", *keys], [True, False] + [True] * len(keys)
+    )
     columns = [c for c in frame.columns if c != "_rank"]
     if "entered_band" in columns:
         columns.remove("entered_band")

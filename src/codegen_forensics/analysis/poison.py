@@ -18,7 +18,12 @@ import pandas as pd
 from codegen_forensics.analysis._util import sort_frame
 from codegen_forensics.analysis.context import Analysis
 
-__all__ = ["POISON_STATUSES", "RECOVERED_STATUSES", "decode_status_counts", "poison_messages"]
+__all__ = [
+    "POISON_STATUSES",
+    "RECOVERED_STATUSES",
+    "decode_status_counts",
+    "poison_messages",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +47,9 @@ def decode_status_counts(a: Analysis) -> pd.DataFrame:
     Columns: topic, decode_status (null when the loader recorded none), messages.
     """
     m = a.messages
-    frame = a.execute(m.group_by(["topic", "decode_status"]).aggregate(messages=m.count()))
+    frame = a.execute(
+        m.group_by(["topic", "decode_status"]).aggregate(messages=m.count())
+    )
     return sort_frame(frame, ["topic", "decode_status"])
 
 

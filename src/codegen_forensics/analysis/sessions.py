@@ -201,6 +201,10 @@ def session_duration_quantiles(
     levels = [i / steps for i in range(steps + 1)]
     values = a.scalar(s.duration_ms.quantile(levels))
     if values is None or (isinstance(values, float) and pd.isna(values)):
-        return pd.DataFrame({"quantile": pd.Series(dtype="float64"),
-                             "duration_ms": pd.Series(dtype="float64")})
+        return pd.DataFrame(
+            {
+                "quantile": pd.Series(dtype="float64"),
+                "duration_ms": pd.Series(dtype="float64"),
+            }
+        )
     return pd.DataFrame({"quantile": levels, "duration_ms": list(values)})

@@ -70,9 +70,13 @@ class Thresholds:
     consumer_p95_ms: float = 50.0
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], origin: str = "thresholds") -> Thresholds:
+    def from_mapping(
+        cls, data: Mapping[str, Any], origin: str = "thresholds"
+    ) -> Thresholds:
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{origin} must be a mapping of threshold names to numbers")
+            raise ConfigError(
+                f"{origin} must be a mapping of threshold names to numbers"
+            )
         allowed = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(data) - set(allowed))
         if unknown:
@@ -82,7 +86,11 @@ class Thresholds:
             )
         values: dict[str, Any] = {}
         for name, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value <= 0
+            ):
                 raise ConfigError(
                     f"{origin}: {name}={value!r} must be a positive number"
                 )
@@ -103,7 +111,9 @@ def load_thresholds(path: str | Path) -> Thresholds:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"thresholds file {str(file)!r} cannot be read: {exc}") from exc
+        raise ConfigError(
+            f"thresholds file {str(file)!r} cannot be read: {exc}"
+        ) from exc
     try:
         if file.suffix.lower() in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
@@ -131,8 +141,13 @@ class _Measures:
 
 
 def _offenders(
-    frame: pd.DataFrame, key: str | list[str], value: str, bad: pd.Series, fmt: str,
-    ascending: bool = False, limit: int = 3,
+    frame: pd.DataFrame,
+    key: str | list[str],
+    value: str,
+    bad: pd.Series,
+    fmt: str,
+    ascending: bool = False,
+    limit: int = 3,
 ) -> str | None:
     rows = frame[bad.fillna(False).astype(bool)]
     if rows.empty:
@@ -220,19 +235,36 @@ def targets(
         _row(
             "processing_avg_ms",
             "Processing time reported by responses, mean (the tracer's response time)",
-            mean, "ms", "<", th.processing_avg_ms,
-            _offenders(per_topic, "topic", "mean_ms",
-                       per_topic["mean_ms"] >= th.processing_avg_ms, "{:.0f} ms"),
-            source, f"{int(overall['responses'].iloc[0])} responses",
+            mean,
+            "ms",
+            "<",
+            th.processing_avg_ms,
+            _offenders(
+                per_topic,
+                "topic",
+                "mean_ms",
+                per_topic["mean_ms"] >= th.processing_avg_ms,
+                "{:.0f} ms",
+            ),
+            source,
+            f"{int(overall['responses'].iloc[0])} responses",
         )
     )
     rows.append(
         _row(
             "processing_p95_ms",
             "Processing time reported by responses, p95",
-            p95, "ms", "<", th.processing_p95_ms,
-            _offenders(per_topic, "topic", "p95_ms",
-                       per_topic["p95_ms"] >= th.processing_p95_ms, "{:.0f} ms"),
+            p95,
+            "ms",
+            "<",
+            th.processing_p95_ms,
+            _offenders(
+                per_topic,
+                "topic",
+                "p95_ms",
+                per_topic["p95_ms"] >= th.processing_p95_ms,
+                "{:.0f} ms",
+            ),
             source,
         )
     )
@@ -247,19 +279,36 @@ def targets(
         _row(
             "latency_avg_ms",
             "Request to response latency from timestamps, mean",
-            lat_mean, "ms", "<", th.processing_avg_ms,
-            _offenders(by_op, "operation", "latency_mean_ms",
-                       by_op["latency_mean_ms"] >= th.processing_avg_ms, "{:.0f} ms"),
-            "topics", f"{answered} answered requests",
+            lat_mean,
+            "ms",
+            "<",
+            th.processing_avg_ms,
+            _offenders(
+                by_op,
+                "operation",
+                "latency_mean_ms",
+                by_op["latency_mean_ms"] >= th.processing_avg_ms,
+                "{:.0f} ms",
+            ),
+            "topics",
+            f"{answered} answered requests",
         )
     )
     rows.append(
         _row(
             "latency_p95_ms",
             "Request to response latency from timestamps, p95",
-            lat_p95, "ms", "<", th.processing_p95_ms,
-            _offenders(by_op, "operation", "latency_p95_ms",
-                       by_op["latency_p95_ms"] >= th.processing_p95_ms, "{:.0f} ms"),
+            lat_p95,
+            "ms",
+            "<",
+            th.processing_p95_ms,
+            _offenders(
+                by_op,
+                "operation",
+                "latency_p95_ms",
+                by_op["latency_p95_ms"] >= th.processing_p95_ms,
+                "{:.0f} ms",
+            ),
             "topics",
         )
     )
@@ -274,12 +323,21 @@ def targets(
         _row(
             "dlq_rate",
             "Dead letters over messages on their source topic, worst topic",
-            worst_rate, "fraction", "<", th.dlq_rate,
-            _offenders(known, "source_topic", "dlq_rate",
-                       known["dlq_rate"] >= th.dlq_rate, "{:.2%}"),
+            worst_rate,
+            "fraction",
+            "<",
+            th.dlq_rate,
+            _offenders(
+                known,
+                "source_topic",
+                "dlq_rate",
+                known["dlq_rate"] >= th.dlq_rate,
+                "{:.2%}",
+            ),
             "topics",
             f"all topics: {total_dlq} dead letters over {total_src} messages"
-            if total_src else None,
+            if total_src
+            else None,
         )
     )
     counts = m.get("dlq_counts", lambda: dlq_counts(a, th.dlq_alert_count))
@@ -288,9 +346,17 @@ def targets(
         _row(
             "dlq_count",
             "Dead letters per DLQ topic, worst topic (the monitor alerts above it)",
-            worst_count, "messages", "<=", th.dlq_alert_count,
-            _offenders(counts, "dlq_topic", "messages",
-                       counts["messages"] > th.dlq_alert_count, "{:.0f}"),
+            worst_count,
+            "messages",
+            "<=",
+            th.dlq_alert_count,
+            _offenders(
+                counts,
+                "dlq_topic",
+                "messages",
+                counts["messages"] > th.dlq_alert_count,
+                "{:.0f}",
+            ),
             "topics",
         )
     )
@@ -306,9 +372,17 @@ def targets(
             _row(
                 name,
                 f"Consumer lag per group and partition, worst ({what})",
-                worst_lag, "messages", "<", limit,
-                _offenders(lag, ["group_id", "topic", "partition"], "lag_messages",
-                           lag["lag_messages"] >= limit, "{:.0f}"),
+                worst_lag,
+                "messages",
+                "<",
+                limit,
+                _offenders(
+                    lag,
+                    ["group_id", "topic", "partition"],
+                    "lag_messages",
+                    lag["lag_messages"] >= limit,
+                    "{:.0f}",
+                ),
                 "topics",
             )
         )
@@ -322,10 +396,20 @@ def targets(
             "compression_ratio",
             "gzip compression ratio of values re-batched as the producer would, "
             "worst topic",
-            worst_ratio, "x", ">", th.compression_ratio,
-            _offenders(with_bytes, "topic", "ratio",
-                       with_bytes["ratio"] <= th.compression_ratio, "{:.2f}x",
-                       ascending=True) if len(with_bytes) else None,
+            worst_ratio,
+            "x",
+            ">",
+            th.compression_ratio,
+            _offenders(
+                with_bytes,
+                "topic",
+                "ratio",
+                with_bytes["ratio"] <= th.compression_ratio,
+                "{:.2f}x",
+                ascending=True,
+            )
+            if len(with_bytes)
+            else None,
             "topics",
         )
     )
@@ -340,8 +424,12 @@ def targets(
                 "success_rate",
                 "Successful events over decided ones (processing is pending, not "
                 "failure)",
-                first["success_rate"], "fraction", ">", th.success_rate,
-                None, str(first["source"]),
+                first["success_rate"],
+                "fraction",
+                ">",
+                th.success_rate,
+                None,
+                str(first["source"]),
                 f"tracer's definition (processing counts against): "
                 f"{_pct(first['tracer_success_rate'])}; sessions completed: "
                 f"{_pct(first['session_success_rate'])}",
@@ -349,8 +437,14 @@ def targets(
         )
     else:
         rows.append(
-            _row("success_rate", "Successful events over decided ones", None,
-                 "fraction", ">", th.success_rate)
+            _row(
+                "success_rate",
+                "Successful events over decided ones",
+                None,
+                "fraction",
+                ">",
+                th.success_rate,
+            )
         )
 
     # Producer and consumer latency.
@@ -361,9 +455,17 @@ def targets(
             _row(
                 "producer_p95_ms",
                 "Publish latency p95 (broker append time minus event time)",
-                overall_prod["p95_ms"].iloc[0], "ms", "<", th.producer_p95_ms,
-                _offenders(prod, "topic", "p95_ms",
-                           prod["p95_ms"] >= th.producer_p95_ms, "{:.0f} ms"),
+                overall_prod["p95_ms"].iloc[0],
+                "ms",
+                "<",
+                th.producer_p95_ms,
+                _offenders(
+                    prod,
+                    "topic",
+                    "p95_ms",
+                    prod["p95_ms"] >= th.producer_p95_ms,
+                    "{:.0f} ms",
+                ),
                 "topics",
                 f"{int(prod['messages'].sum())} messages with LogAppendTime",
             )
@@ -371,15 +473,25 @@ def targets(
     else:
         rows.append(
             _row(
-                "producer_p95_ms", "Publish latency p95", None, "ms", "<",
-                th.producer_p95_ms, status="not measurable",
+                "producer_p95_ms",
+                "Publish latency p95",
+                None,
+                "ms",
+                "<",
+                th.producer_p95_ms,
+                status="not measurable",
                 detail="needs topics with message.timestamp.type=LogAppendTime",
             )
         )
     rows.append(
         _row(
-            "consumer_p95_ms", "Consumption latency p95", None, "ms", "<",
-            th.consumer_p95_ms, status="not measurable",
+            "consumer_p95_ms",
+            "Consumption latency p95",
+            None,
+            "ms",
+            "<",
+            th.consumer_p95_ms,
+            status="not measurable",
             detail="a snapshot holds no consumer timings",
         )
     )

@@ -32,7 +32,9 @@ def throughput_series(a: Analysis, window: str = "minute") -> pd.DataFrame:
     m = a.messages
     time = ibis.coalesce(m.timestamp, m.event_time)
     t = m.filter(time.notnull()).mutate(window_start=bucket(time, unit))
-    frame = a.execute(t.group_by(["topic", "window_start"]).aggregate(messages=t.count()))
+    frame = a.execute(
+        t.group_by(["topic", "window_start"]).aggregate(messages=t.count())
+    )
     return sort_frame(frame, ["topic", "window_start"])
 
 
@@ -74,11 +76,18 @@ def throughput(
             }
         )
     columns = [
-        "topic", "messages", "first_window", "last_window", "windows", "active_windows",
-        "mean_per_window", "peak_per_window", "peak_window", "mean_per_second",
+        "topic",
+        "messages",
+        "first_window",
+        "last_window",
+        "windows",
+        "active_windows",
+        "mean_per_window",
+        "peak_per_window",
+        "peak_window",
+        "mean_per_second",
         "peak_per_second",
     ]
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     return sort_frame(pd.DataFrame(rows, columns=columns), ["topic"])
-

@@ -127,9 +127,13 @@ def trace(
 
     out = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     out["_source_order"] = out["source"].map({"topics": 0, "event_logs": 1})
-    out = out.sort_values(_ORDER, kind="stable", na_position="last").reset_index(drop=True)
+    out = out.sort_values(_ORDER, kind="stable", na_position="last").reset_index(
+        drop=True
+    )
     out = out.drop(columns=["_source_order"])
-    out["is_failure"] = out["status"].isin(FAILURE_STATUSES) | out["is_dlq"].astype(bool)
+    out["is_failure"] = out["status"].isin(FAILURE_STATUSES) | out["is_dlq"].astype(
+        bool
+    )
     gaps = out["time"].diff().dt.total_seconds() * 1000.0
     out["gap_ms"] = gaps.astype("float64")
     out["is_gap"] = (out["gap_ms"] > gap_ms).astype(bool)
@@ -142,9 +146,7 @@ def trace(
     return out
 
 
-def tracer_session_status(
-    statuses: Sequence[str | None], times: Sequence[Any]
-) -> str:
+def tracer_session_status(statuses: Sequence[str | None], times: Sequence[Any]) -> str:
     """The tracer's session status for events given with their times.
 
     The last event decides: failed or error means failed, completed means completed,
@@ -222,8 +224,9 @@ def tracer_session_trace(
                 "session_id": _clean_id(session_id, "session_id"),
                 "total_events": len(rows),
                 "session_duration_ms": duration,
-                "status": tracer_session_status(rows["status"].tolist(),
-                                                rows["timestamp"].tolist()),
+                "status": tracer_session_status(
+                    rows["status"].tolist(), rows["timestamp"].tolist()
+                ),
                 "start_time": start,
                 "end_time": end,
             }
@@ -245,7 +248,9 @@ def tracer_session_metrics(a: Analysis, session_id: str | uuid.UUID) -> pd.DataF
     total = len(rows)
     successful = int(rows["status"].isin(SUCCESS_STATUSES).sum())
     failed = int(rows["status"].isin(FAILURE_STATUSES).sum())
-    times = rows.loc[rows["processing_time_ms"].notna(), ["topic", "processing_time_ms"]]
+    times = rows.loc[
+        rows["processing_time_ms"].notna(), ["topic", "processing_time_ms"]
+    ]
     values = [int(v) for v in times["processing_time_ms"]]
     bottlenecks = []
     for topic, part in times.groupby("topic", sort=True):
@@ -253,8 +258,12 @@ def tracer_session_metrics(a: Analysis, session_id: str | uuid.UUID) -> pd.DataF
         band = severity(mean)
         if band:
             bottlenecks.append(
-                {"topic": topic, "avg_response_time_ms": mean, "count": len(part),
-                 "severity": band}
+                {
+                    "topic": topic,
+                    "avg_response_time_ms": mean,
+                    "count": len(part),
+                    "severity": band,
+                }
             )
     rank = {"high": 0, "medium": 1, "low": 2}
     bottlenecks.sort(key=lambda b: (rank[b["severity"]], -b["avg_response_time_ms"]))
@@ -279,7 +288,10 @@ def tracer_session_metrics(a: Analysis, session_id: str | uuid.UUID) -> pd.DataF
                 "p99_response_time_ms": tracer_percentile(values, 0.99),
                 "total_processing_time_ms": sum(values),
                 "duration_ms": duration,
-                "event_type_breakdown": rows["event_type"].value_counts().sort_index().to_dict(),
+                "event_type_breakdown": rows["event_type"]
+                .value_counts()
+                .sort_index()
+                .to_dict(),
                 "topic_breakdown": rows["topic"].value_counts().sort_index().to_dict(),
                 "bottlenecks": bottlenecks,
             }
@@ -287,7 +299,9 @@ def tracer_session_metrics(a: Analysis, session_id: str | uuid.UUID) -> pd.DataF
     )
 
 
-def tracer_correlated_events(a: Analysis, correlation_id: str | uuid.UUID) -> pd.DataFrame:
+def tracer_correlated_events(
+    a: Analysis, correlation_id: str | uuid.UUID
+) -> pd.DataFrame:
     """What the tracer's ``find_correlated_events`` returns: ``event_logs`` rows.
 
     Rows whose correlation id equals the given one (compared lowercase), by time,
@@ -297,5 +311,6 @@ def tracer_correlated_events(a: Analysis, correlation_id: str | uuid.UUID) -> pd
     cid = _clean_id(correlation_id, "correlation_id")
     e = a.event_logs
     frame = a.execute(e.filter(normalise_id(e.correlation_id) == cid))
-    return frame.sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
-
+    return frame.sort_values(["timestamp", "event_id"], kind="stable").reset_index(
+        drop=True
+    )

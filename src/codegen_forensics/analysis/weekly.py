@@ -17,7 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from codegen_forensics.analysis.compression import compression_by_partition, compression_ratios
+from codegen_forensics.analysis.compression import (
+    compression_by_partition,
+    compression_ratios,
+)
 from codegen_forensics.analysis.context import Analysis, open_analysis
 from codegen_forensics.analysis.dlq import (
     DLQOverrides,
@@ -38,7 +41,11 @@ from codegen_forensics.analysis.latency import (
     request_response_summary,
     response_time_summary,
 )
-from codegen_forensics.analysis.poison import POISON_STATUSES, decode_status_counts, poison_messages
+from codegen_forensics.analysis.poison import (
+    POISON_STATUSES,
+    decode_status_counts,
+    poison_messages,
+)
 from codegen_forensics.analysis.sessions import (
     session_duration_quantiles,
     session_summary,
@@ -84,7 +91,11 @@ def weekly_review(
     throughput_minute, throughput_hour, throughput_series_hour, producer_latency.
     """
     th = _thresholds(thresholds)
-    ov = load_overrides(overrides) if isinstance(overrides, str | os.PathLike) else overrides
+    ov = (
+        load_overrides(overrides)
+        if isinstance(overrides, str | os.PathLike)
+        else overrides
+    )
 
     own = not isinstance(snapshot, Analysis)
     a = (
@@ -94,7 +105,9 @@ def weekly_review(
     )
     try:
         out = _compute(a, th, ov, compression_sample_bytes, unfinished_limit)
-        out["dlq_diff"] = dlq_diff(out["dlq_groups"], _previous_groups(previous, ov, memory_limit))
+        out["dlq_diff"] = dlq_diff(
+            out["dlq_groups"], _previous_groups(previous, ov, memory_limit)
+        )
         out["headline"] = _headline(a, out)
     finally:
         if own:
@@ -125,7 +138,9 @@ def _compute(
         out[name] = compute()
         logger.info(
             "weekly measure=%s rows=%s seconds=%.2f",
-            name, len(out[name]), time.perf_counter() - began,
+            name,
+            len(out[name]),
+            time.perf_counter() - began,
         )
 
     step("sessions", lambda: session_summary(a))
@@ -134,7 +149,9 @@ def _compute(
     step("response_times", lambda: response_time_summary(a))
     step("latency_overall", lambda: request_response_summary(a, by=()))
     step("latency_by_operation", lambda: request_response_summary(a))
-    step("latency_by_hour", lambda: request_response_summary(a, by=("operation", "hour")))
+    step(
+        "latency_by_hour", lambda: request_response_summary(a, by=("operation", "hour"))
+    )
     step("orphan_responses", lambda: orphan_responses(a))
     step("bottleneck_topics", lambda: bottleneck_topics(a))
     step("bottleneck_hours", lambda: bottleneck_hours(a))
@@ -162,7 +179,10 @@ def _compute(
         lambda: throughput(a, "minute", series=out["throughput_series_minute"]),
     )
     step("throughput_series_hour", lambda: _hourly(out["throughput_series_minute"]))
-    step("throughput_hour", lambda: throughput(a, "hour", series=out["throughput_series_hour"]))
+    step(
+        "throughput_hour",
+        lambda: throughput(a, "hour", series=out["throughput_series_hour"]),
+    )
     del out["throughput_series_minute"]
     step("producer_latency", lambda: producer_latency(a))
     step("targets", lambda: targets(a, th, measures=out))
@@ -215,7 +235,9 @@ def _headline(a: Analysis, out: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "new_dlq_groups": int((diff["state"] == "new").sum()),
         "growing_dlq_groups": int((diff["state"] == "growing").sum()),
         "poison_messages": int(
-            out["poison"].loc[out["poison"]["decode_status"].isin(POISON_STATUSES), "messages"].sum()
+            out["poison"]
+            .loc[out["poison"]["decode_status"].isin(POISON_STATUSES), "messages"]
+            .sum()
         )
         if len(out["poison"])
         else 0,

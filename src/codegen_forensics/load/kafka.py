@@ -36,12 +36,11 @@ import pyarrow.compute as pc
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    IsolationLevel,
     KafkaException,
     TopicPartition,
 )
 from confluent_kafka import KafkaError as ClientKafkaError
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from codegen_forensics.errors import InputError, KafkaError, SnapshotError
 from codegen_forensics.events.decode import MessageBatch
@@ -235,27 +234,37 @@ def select_topics(
 # Planning: watermarks, start offsets, consumer group offsets.
 
 
-def _list_offsets(
-    admin: AdminClient,
+def _watermarks(
+    settings: KafkaSettings,
     partitions: list[TopicPartition],
-    spec: OffsetSpec,
-    isolation: IsolationLevel,
+    isolation_level: str,
     timeout: float,
-) -> dict[tuple[str, int], int]:
-    if not partitions:
-        return {}
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) per partition from the broker, as a consumer with this isolation
+    level sees them: under read_committed the high mark is the last stable offset.
+
+    A consumer's watermark query is used rather than the admin client's offset
+    listing, which here now and then answered an earliest-offset query with the
+    latest offset.
+    """
+    consumer = Consumer(_consumer_config(settings.client_config(), isolation_level))
     try:
-        futures = admin.list_offsets(
-            {tp: spec for tp in partitions},
-            isolation_level=isolation,
-            request_timeout=timeout,
-        )
-        return {
-            (tp.topic, tp.partition): int(future.result(timeout=timeout).offset)
-            for tp, future in futures.items()
-        }
+        marks = {}
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(
+                tp, timeout=timeout, cached=False
+            )
+            if low < 0 or high < low:
+                raise KafkaError(
+                    f"broker gave unusable watermarks low={low} high={high} for "
+                    f"topic={tp.topic} partition={tp.partition}"
+                )
+            marks[(tp.topic, tp.partition)] = (int(low), int(high))
+        return marks
     except KafkaException as exc:
-        raise KafkaError(f"could not list partition offsets: {exc}") from exc
+        raise KafkaError(f"could not read partition watermarks: {exc}") from exc
+    finally:
+        consumer.close()
 
 
 def _capture_group_offsets(
@@ -358,20 +367,11 @@ def _plan(
         for topic in chosen
         for p in sorted(metadata.topics[topic].partitions)
     ]
-    committed = (
-        IsolationLevel.READ_COMMITTED
-        if options.isolation_level == "read_committed"
-        else IsolationLevel.READ_UNCOMMITTED
-    )
-    uncommitted = IsolationLevel.READ_UNCOMMITTED
-    earliest: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
-    latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    lows = _list_offsets(admin, partitions, earliest, uncommitted, options.timeout_s)
-    highs = _list_offsets(admin, partitions, latest, uncommitted, options.timeout_s)
+    marks = _watermarks(settings, partitions, "read_uncommitted", options.timeout_s)
     stables = (
-        _list_offsets(admin, partitions, latest, committed, options.timeout_s)
+        _watermarks(settings, partitions, "read_committed", options.timeout_s)
         if options.isolation_level == "read_committed"
-        else highs
+        else marks
     )
     groups = list(dict.fromkeys([*CONSUMER_GROUPS, *options.consumer_groups]))
     group_rows, group_report = _capture_group_offsets(admin, groups, options.timeout_s)
@@ -384,7 +384,7 @@ def _plan(
     tasks = []
     for tp in partitions:
         key = (tp.topic, tp.partition)
-        low, high, stable = lows[key], highs[key], stables[key]
+        (low, high), stable = marks[key], stables[key][1]
         start = low
         prior = previous.get(f"{tp.topic}|{tp.partition}")
         if prior is not None:
@@ -608,6 +608,12 @@ def read_partitions(
                             state is not None
                             and message.offset() >= state.task.end_offset
                         ):
+                            logger.debug(
+                                "end of partition topic=%s partition=%s offset=%s",
+                                topic,
+                                partition,
+                                message.offset(),
+                            )
                             state.done = True
                         continue
                     raise KafkaError(
@@ -618,6 +624,12 @@ def read_partitions(
                     continue
                 offset = message.offset()
                 if offset >= state.task.end_offset:
+                    logger.debug(
+                        "past the captured end topic=%s partition=%s offset=%s",
+                        topic,
+                        partition,
+                        offset,
+                    )
                     state.done = True
                     continue
                 if state.first_seen is None:
@@ -653,6 +665,12 @@ def read_partitions(
                 )
                 for state, tp in zip(active, positions, strict=True):
                     if tp.offset >= state.task.end_offset:
+                        logger.debug(
+                            "position at the end topic=%s partition=%s position=%s",
+                            tp.topic,
+                            tp.partition,
+                            tp.offset,
+                        )
                         state.done = True
             finished = [s for s in states.values() if s.done]
             for state in finished:

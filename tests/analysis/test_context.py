@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from codegen_forensics.analysis import Analysis, open_analysis
+from codegen_forensics.errors import InputError, SnapshotError
+from codegen_forensics.snapshot import (
+    CONSUMER_OFFSETS_SCHEMA,
+    EVENT_LOGS_SCHEMA,
+    KAFKA_MESSAGES_SCHEMA,
+    KAFKA_PARTITIONS_SCHEMA,
+)
+
+from .helpers import REQ, at, event_log_table, message_table, naive, uid
+
+
+def test_open_analysis_empty_snapshot_has_empty_tables_with_the_schema(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse()
+    for table, schema in (
+        (a.messages, KAFKA_MESSAGES_SCHEMA),
+        (a.event_logs, EVENT_LOGS_SCHEMA),
+        (a.partitions, KAFKA_PARTITIONS_SCHEMA),
+        (a.consumer_offsets, CONSUMER_OFFSETS_SCHEMA),
+    ):
+        frame = a.execute(table)
+        assert len(frame) == 0
+        assert list(frame.columns)[: len(schema.names)] == schema.names
+
+
+def test_open_analysis_naive_timestamps_read_as_utc(
+    analyse: Callable[..., Analysis],
+) -> None:
+    # An older event_logs table: timestamps without time zone and a created_at column,
+    # beside a current file with time-zone-aware ones.
+    old = naive(
+        event_log_table(
+            [
+                dict(
+                    session_id=uid(1),
+                    event_type="request",
+                    topic=REQ,
+                    timestamp=at(0),
+                    status="sent",
+                    created_at=at(0),
+                )
+            ]
+        )
+    )
+    new = event_log_table(
+        [
+            dict(
+                session_id=uid(2),
+                event_type="request",
+                topic=REQ,
+                timestamp=at(3600),
+                status="sent",
+            )
+        ]
+    )
+    a = analyse(event_logs=[old, new])
+    frame = a.execute(a.event_logs.order_by("timestamp"))
+    assert frame["timestamp"].tolist() == [
+        pd.Timestamp("2026-01-05 10:00:00", tz="UTC"),
+        pd.Timestamp("2026-01-05 11:00:00", tz="UTC"),
+    ]
+    assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert frame["created_at"].tolist()[0] == pd.Timestamp("2026-01-05 10:00", tz="UTC")
+
+
+def test_open_analysis_missing_column_reads_null(
+    analyse: Callable[..., Analysis],
+) -> None:
+    # A message file written before processing_time_ms existed.
+    table = naive(
+        message_table([dict(topic=REQ, event_timestamp=at(0))]),
+        drop=["processing_time_ms"],
+    )
+    a = analyse(table)
+    frame = a.execute(a.messages)
+    assert frame["processing_time_ms"].isna().tolist() == [True]
+    assert frame["event_time"].tolist() == [pd.Timestamp("2026-01-05 10:00", tz="UTC")]
+
+
+def test_open_analysis_event_time_prefers_the_events_own_timestamp(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse(
+        [
+            dict(topic=REQ, event_timestamp=at(5), timestamp=at(9)),
+            dict(topic=REQ, event_timestamp=None, timestamp=at(7)),
+            dict(
+                topic="omninode_codegen_dlq_analyze_v1",
+                dlq_failure_time=at(2),
+                event_timestamp=at(1),
+                timestamp=at(3),
+            ),
+        ]
+    )
+    frame = a.execute(a.messages.order_by("offset", "topic"))
+    assert frame["event_time"].tolist() == [at(2), at(5), at(7)]
+
+
+def test_open_analysis_window_keeps_events_inside(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse(
+        [dict(topic=REQ, event_timestamp=at(s)) for s in (0, 10, 20)],
+        event_logs=[
+            dict(
+                session_id=uid(1),
+                event_type="request",
+                topic=REQ,
+                timestamp=at(s),
+                status="sent",
+            )
+            for s in (0, 10, 20)
+        ],
+        open_kwargs={"start": at(10), "end": at(20)},
+    )
+    assert a.execute(a.messages)["event_time"].tolist() == [at(10)]
+    assert a.execute(a.event_logs)["timestamp"].tolist() == [at(10)]
+    assert len(a.execute(a.all_messages)) == 3
+
+
+def test_open_analysis_naive_window_is_refused(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    root = build_snapshot()
+    with pytest.raises(
+        InputError, match="start='2026-01-05T00:00:00' has no time zone"
+    ):
+        open_analysis(root, start=datetime(2026, 1, 5))
+
+
+def test_open_analysis_incomplete_snapshot_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "kafka").mkdir()
+    with pytest.raises(SnapshotError, match="has no manifest.json"):
+        open_analysis(tmp_path)
+
+
+def test_open_analysis_bad_memory_limit_is_refused(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    root = build_snapshot()
+    with pytest.raises(InputError, match="memory_limit='lots'"):
+        open_analysis(root, memory_limit="lots")
+
+
+def test_open_analysis_snapshot_time_from_manifest(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse(manifest={"started_at": "2026-01-12T00:00:00Z"})
+    assert a.snapshot_time == datetime(2026, 1, 12, tzinfo=UTC)
+
+
+def test_open_analysis_session_time_zone_is_utc(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse()
+    row = a.backend.raw_sql("SELECT current_setting('TimeZone')").fetchall()
+    assert row == [("UTC",)]
