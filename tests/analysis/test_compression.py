@@ -142,9 +142,17 @@ def test_compression_estimate_matches_the_brokers_log_segments(
         )
     )
     rnd = random.Random(7)
-    words = (
-        ["analyze", "validate", "pattern", "mixin", "node", "effect", "compute", "reducer", "contract"]
-    )
+    words = [
+        "analyze",
+        "validate",
+        "pattern",
+        "mixin",
+        "node",
+        "effect",
+        "compute",
+        "reducer",
+        "contract",
+    ]
     for i in range(3000):
         session = str(uuid.UUID(int=rnd.getrandbits(128)))
         value = {

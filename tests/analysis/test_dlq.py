@@ -27,10 +27,11 @@ DLQ_V = "omninode_codegen_dlq_validate_v1"
 DOTTED_DLQ = "dev.omninode-bridge.codegen.request-analyze.v1.dlq"
 DOTTED_SRC = "dev.omninode-bridge.codegen.request-analyze.v1"
 
-G_TIMEOUT = group_id("TimeoutError", "timed out after <num>ms")
-G_INVALID = group_id("ValidationError", "Invalid node_type: '<value>'")
+# Groups with a message are keyed by template alone; message-less ones by type.
+G_TIMEOUT = group_id(None, "timed out after <num>ms")
+G_INVALID = group_id(None, "Invalid node_type: '<value>'")
 G_NONE = group_id("(none)", "<no message>")
-G_MAX = group_id("max_retries_exceeded", "max_retries_exceeded")
+G_MAX = group_id(None, "max_retries_exceeded")
 
 
 def dead(topic: str, seconds: float, **kwargs: object) -> dict:
@@ -240,12 +241,12 @@ def test_dlq_groups_growing(dlq: Analysis) -> None:
 
 def test_dlq_rate_whole_snapshot(dlq: Analysis) -> None:
     frame = dlq_rate(dlq)
-    assert frame["source_topic"].tolist()[:4] == [DOTTED_SRC, REQ, REQ_V, RESP]
-    assert pd.isna(frame["source_topic"].iloc[4])
-    assert frame["dlq_messages"].tolist() == [1, 3, 1, 0, 1]
-    assert frame["source_messages"].tolist() == [0, 5, 2, 3, 0]
-    assert frame["dlq_rate"].tolist()[1:4] == [0.6, 0.5, 0.0]
-    assert frame["dlq_rate"].iloc[[0, 4]].isna().all()
+    # The minimal dead letter names no source: its DLQ topic's name gives REQ.
+    assert frame["source_topic"].tolist() == [DOTTED_SRC, REQ, REQ_V, RESP]
+    assert frame["dlq_messages"].tolist() == [1, 4, 1, 0]
+    assert frame["source_messages"].tolist() == [0, 5, 2, 3]
+    assert frame["dlq_rate"].tolist()[1:] == [0.8, 0.5, 0.0]
+    assert pd.isna(frame["dlq_rate"].iloc[0])
 
 
 def test_dlq_rate_per_day(dlq: Analysis) -> None:
@@ -255,9 +256,9 @@ def test_dlq_rate_per_day(dlq: Analysis) -> None:
         pd.Timestamp("2026-01-05", tz="UTC"),
         pd.Timestamp("2026-01-06", tz="UTC"),
     ]
-    assert req["dlq_messages"].tolist() == [2, 1]
+    assert req["dlq_messages"].tolist() == [3, 1]
     assert req["source_messages"].tolist() == [4, 1]
-    assert req["dlq_rate"].tolist() == [0.5, 1.0]
+    assert req["dlq_rate"].tolist() == [0.75, 1.0]
 
 
 def test_dlq_counts_by_shape_with_alert(dlq: Analysis) -> None:
@@ -285,3 +286,55 @@ def test_dlq_measures_empty(analyse: Callable[..., Analysis]) -> None:
         1,
         0.0,
     ]
+
+
+def test_one_failure_under_different_type_labels_is_one_group(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse(
+        [
+            dead(
+                DLQ,
+                0,
+                dlq_shape="envelope",
+                dlq_source_topic=REQ,
+                dlq_error_type="KeyError",
+                dlq_error_message="missing key 'score' in payload",
+            ),
+            dead(
+                DLQ,
+                10,
+                dlq_shape="client",
+                dlq_source_topic=REQ,
+                dlq_error_type="max_retries_exceeded",
+                dlq_error_message="missing key 'rank' in payload",
+            ),
+            dead(DLQ, 20, dlq_shape="minimal", dlq_error_type="KeyError"),
+        ]
+        + [dict(topic=REQ, event_timestamp=at(i)) for i in range(3)]
+    )
+    frame = dlq_groups(a).set_index("group_id")
+    keyed = group_id(None, "missing key '<value>' in payload")
+    assert frame.loc[keyed, "messages"] == 2
+    assert frame.loc[keyed, "error_type"] == "KeyError, max_retries_exceeded"
+    assert frame.loc[group_id("KeyError", "<no message>"), "messages"] == 1
+    assert len(frame) == 2
+
+
+def test_minimal_dead_letters_take_their_source_from_the_dlq_topic(
+    analyse: Callable[..., Analysis],
+) -> None:
+    a = analyse(
+        [
+            dead(DLQ_V, 0, dlq_shape="minimal", dlq_error_message="boom"),
+            dead(DLQ_V, 5, dlq_shape="minimal", dlq_error_message="boom"),
+            dead(DOTTED_DLQ, 5, dlq_shape="minimal", dlq_error_message="boom"),
+        ]
+        + [dict(topic=REQ_V, event_timestamp=at(i)) for i in range(4)]
+        + [dict(topic=DOTTED_SRC, event_timestamp=at(i)) for i in range(2)]
+    )
+    rates = dlq_rate(a).set_index("source_topic")
+    assert rates.loc[REQ_V, ["dlq_messages", "source_messages"]].tolist() == [2, 4]
+    assert rates.loc[REQ_V, "dlq_rate"] == 0.5
+    assert rates.loc[DOTTED_SRC, "dlq_rate"] == 0.5
+    assert rates.index.notna().all()

@@ -271,3 +271,48 @@ def test_producer_latency_not_measurable_is_empty(
     a = analyse([dict(topic=REQ, event_timestamp=at(0))])
     assert producer_latency(a).empty
     assert producer_latency(a, by_topic=False).empty
+
+
+def test_missing_responses_explained_by_dead_letters_and_poison(
+    analyse: Callable[..., Analysis],
+) -> None:
+    dlq = "omninode_codegen_dlq_analyze_v1"
+    a = analyse(
+        [
+            # 21: answered.
+            dict(topic=REQ, correlation_id=uid(21), event_timestamp=at(0)),
+            dict(
+                topic=RESP,
+                correlation_id=uid(21),
+                event_timestamp=at(1),
+                processing_time_ms=900,
+            ),
+            # 22: dead-lettered, so no response.
+            dict(topic=REQ, correlation_id=uid(22), event_timestamp=at(2)),
+            dict(
+                topic=dlq,
+                correlation_id=uid(22),
+                dlq_source_topic=REQ,
+                dlq_failure_time=at(5),
+            ),
+            # 23: a request that decoded only after repair: its consumer choked.
+            dict(
+                topic=REQ,
+                correlation_id=uid(23),
+                event_timestamp=at(3),
+                decode_status="double_encoded",
+            ),
+            # 24: nothing explains the silence.
+            dict(topic=REQ, correlation_id=uid(24), event_timestamp=at(4)),
+            # Not JSON at all: no request.
+            dict(topic=REQ, decode_status="not_json", value=b"<html>"),
+        ]
+    )
+    row = request_response_summary(a, by=()).iloc[0]
+    assert row[
+        ["requests", "answered", "unanswered", "dead_lettered", "poison_unanswered"]
+    ].tolist() == [4, 1, 1, 1, 1]
+    per_request = request_response(a).set_index("correlation_id")
+    assert per_request.loc[uid(22), "dead_lettered"]
+    assert per_request.loc[uid(23), "poison"]
+    assert not per_request.loc[uid(24), ["answered", "dead_lettered", "poison"]].any()

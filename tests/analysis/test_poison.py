@@ -55,15 +55,15 @@ def test_poison_messages_counts_and_examples(poisoned: Analysis) -> None:
         (REQ, "not_json"),
         (REQ, "not_utf8"),
         (RESP, "not_json"),
-        (RESP, "double_encoded"),
         (RESP, "tombstone"),
+        (RESP, "double_encoded"),
     ]
     assert frame["kind"].tolist() == [
         "poison",
         "poison",
         "poison",
+        "poison",
         "recovered",
-        "other",
     ]
     assert frame["messages"].tolist() == [2, 1, 1, 1, 1]
     first = frame.iloc[0]
@@ -74,7 +74,7 @@ def test_poison_messages_counts_and_examples(poisoned: Analysis) -> None:
     assert first["last_seen"] == at(2)
     assert frame["example_value"].iloc[1] == "0xfffe00"
     assert frame["example_value"].iloc[2] == "x" * 200
-    assert pd.isna(frame["example_value"].iloc[4])
+    assert pd.isna(frame["example_value"].iloc[3])
 
 
 def test_poison_messages_several_examples(poisoned: Analysis) -> None:

@@ -130,7 +130,7 @@ def test_weekly_review_tables_and_headline(reviewed: dict[str, Any]) -> None:
         result["targets"]["status"].isin(["met", "missed"]).sum()
     )
     diff = result["dlq_diff"].iloc[0]
-    assert diff["group_id"] == group_id("TimeoutError", "timed out after <num>ms")
+    assert diff["group_id"] == group_id(None, "timed out after <num>ms")
     assert (diff["messages"], diff["previous_messages"], diff["state"]) == (
         2,
         1,
@@ -150,7 +150,7 @@ def test_weekly_review_thresholds_and_overrides_from_files(
 ) -> None:
     root = build_snapshot(week(timeouts=2))
     (tmp_path / "thresholds.yaml").write_text("processing_avg_ms: 1000\n")
-    gid = group_id("TimeoutError", "timed out after <num>ms")
+    gid = group_id(None, "timed out after <num>ms")
     (tmp_path / "overrides.json").write_text(f'{{"labels": {{"{gid}": "Timeouts"}}}}')
     result = weekly_review(
         root,

@@ -60,4 +60,9 @@ def test_review_of_live_systems_matches_the_ground_truth(
 
     assert headline["messages"] == sum(truth.messages_per_topic.values())
     assert headline["dlq_messages"] == len(truth.dlq_messages)
+    assert headline["sessions"] == truth.sessions
+    assert headline["unfinished_sessions"] == len(truth.unfinished_sessions)
+    assert headline["poison_messages"] == len(truth.poison)
+    untied = sum(1 for d in truth.dlq_messages if d.variant == "empty")
+    assert headline["unanswered_requests"] == len(truth.unanswered_requests) + untied
     assert "forensics:forensics@" not in result.output

@@ -250,3 +250,20 @@ def test_simulate_defaults_mostly_meet_the_processing_targets() -> None:
         stats = truth.latency[operation]
         assert stats.avg_ms < 2000
         assert stats.p95_ms < 5000
+
+
+def test_simulate_poison_arrives_inside_a_running_session(troubled) -> None:
+    sink, truth = troubled
+    spans: dict[str, list[int]] = {}
+    for message in sink.messages:
+        if message.role == "status":
+            sid = message.key.decode()
+            span = spans.setdefault(sid, [message.timestamp_ms, message.timestamp_ms])
+            span[0] = min(span[0], message.timestamp_ms)
+            span[1] = max(span[1], message.timestamp_ms)
+    poison = [m for m in sink.messages if m.role == "poison"]
+    assert len(poison) == len(truth.poison) > 0
+    for message in poison:
+        first, last = spans[message.key.decode()]
+        assert first <= message.timestamp_ms <= last
+    assert {p.session_id for p in truth.poison} <= set(spans)

@@ -2,9 +2,13 @@
 
 **Taxonomy.** Every dead-letter message (any shape the loader normalised) has an
 error type and an error message. The message is masked into a template
-(:mod:`~codegen_forensics.analysis.masking`), and messages are grouped by error type
-and template. A group's id hashes the two, so the same kind of error has the same
-id next week. A user file of overrides can split a group (by a pattern searched in
+(:mod:`~codegen_forensics.analysis.masking`), and messages are grouped by template:
+the same failure reaches the DLQ under different type labels depending on the shape
+(the production client labels every failure ``max_retries_exceeded``; flat and
+minimal shapes carry ``Type: message`` strings), so a group lists every error type
+seen with its template rather than being split by them. A dead letter with no
+message is grouped by its error type. A group's id hashes its key, so the same kind
+of error has the same id next week. A user file of overrides can split a group (by a pattern searched in
 the original message) or merge groups, and label them. A message with no error type
 is typed ``(none)``; one with no message has the template ``<no message>``.
 
@@ -13,9 +17,11 @@ be masked, and their groups travel back as a small table to join.
 
 **DLQ rate** of a source topic in a window: dead letters whose source is that topic
 and whose failure time falls in the window, over the messages on that topic whose
-event time falls in it. The source topic is the one the dead letter names; a
-dotted-scheme ``....dlq`` topic without one is read as holding its own name less
-``.dlq``. Dead letters with no known source are reported with a null source.
+event time falls in it. The source topic is the one the dead letter names; for one
+that names none (minimal shapes), the DLQ topic's name says it: a dotted-scheme
+``....dlq`` topic holds failures of its own name less ``.dlq``, a documented
+``…_dlq_<operation>_v<n>`` topic those of ``…_request_<operation>_v<n>``. Dead
+letters whose source cannot be told are reported with a null source.
 
 **DLQ count**: dead letters per DLQ topic, with the DLQ monitor's alert (more than 10
 by default).
@@ -47,11 +53,13 @@ from codegen_forensics.analysis._util import (
 from codegen_forensics.analysis.context import Analysis, normalise_id
 from codegen_forensics.analysis.masking import NO_MESSAGE, group_id, mask_message
 from codegen_forensics.errors import ConfigError
+from codegen_forensics.events.topics import parse_topic
 
 __all__ = [
     "DLQOverrides",
     "MergeRule",
     "SplitRule",
+    "dead_lettered_topic",
     "dlq_breakdown",
     "dlq_counts",
     "dlq_diff",
@@ -194,13 +202,33 @@ def load_overrides(path: str | Path) -> DLQOverrides:
     return DLQOverrides.from_mapping(data, origin=f"overrides file {str(file)!r}")
 
 
+def dead_lettered_topic(dlq_topic: str) -> str | None:
+    """The topic whose failures a DLQ topic holds, as its name tells; None if it
+    does not."""
+    if dlq_topic.endswith(".dlq"):
+        return dlq_topic.removesuffix(".dlq")
+    name = parse_topic(dlq_topic)
+    if name.category != "dlq" or name.operation is None:
+        return None
+    marker = f"_dlq_{name.operation}_"
+    if marker not in dlq_topic:
+        return None
+    head, _, tail = dlq_topic.rpartition(marker)
+    return f"{head}_request_{name.operation}_{tail}"
+
+
 def _dlq_rows(a: Analysis) -> ir.Table:
     m = a.messages
     dlq = m.filter((m.category == "dlq") | (m.decode_status == "dlq"))
-    inferred = ibis.ifelse(
-        dlq.topic.endswith(".dlq"),
-        dlq.topic.substr(0, dlq.topic.length() - 4),
-        ibis.null("string"),
+    if "dlq:sources" not in a._cache:
+        names = a.execute(dlq.select("topic").distinct())["topic"].dropna()
+        a._cache["dlq:sources"] = {
+            str(t): dead_lettered_topic(str(t)) for t in sorted(names)
+        }
+    sources: dict[str, str | None] = a._cache["dlq:sources"]
+    named = [(dlq.topic == t, src) for t, src in sources.items() if src is not None]
+    inferred = (
+        ibis.cases(*named, else_=ibis.null("string")) if named else ibis.null("string")
     )
     return dlq.select(
         dlq_topic=dlq.topic,
@@ -237,7 +265,7 @@ def dlq_template_map(
         mask_message(m) if m else NO_MESSAGE for m in frame["error_message"]
     ]
     frame["group_id"] = [
-        group_id(t or NO_TYPE, tpl)
+        group_id(t or NO_TYPE, tpl) if tpl == NO_MESSAGE else group_id(None, tpl)
         for t, tpl in zip(frame["error_type"], frame["template"], strict=True)
     ]
     frame["label"] = pd.Series([None] * len(frame), dtype="object")

@@ -12,8 +12,11 @@ answer different questions:
   (the tracer's "response time"; the smallest one when several responses tie for
   first).
 
-A request with no response is *unanswered*; a correlation id answered more than once
-has *duplicate responses* (all responses after the first). A request without a
+A request with no response is *dead-lettered* when a dead letter (or, in
+``event_logs``, a failed row) carries its correlation id, a *poison request* when none
+of its messages decoded cleanly (its consumer could not have read it), and
+*unanswered* otherwise: the requests nothing explains. A correlation id answered more
+than once has *duplicate responses* (all responses after the first). A request without a
 correlation id cannot be joined: it is counted apart, never as unanswered. A message
 on a request or response topic whose value could not be read at all (not UTF-8, not
 JSON, a tombstone) is no request or response; it is counted with the poison
@@ -36,7 +39,11 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from codegen_forensics.analysis._events import UNUSABLE_DECODES, events
+from codegen_forensics.analysis._events import (
+    FAILURE_STATUSES,
+    UNUSABLE_DECODES,
+    events,
+)
 from codegen_forensics.analysis._util import UTC_TIMESTAMP, bucket, ints, sort_frame
 from codegen_forensics.analysis.context import Analysis, Source, check_source
 from codegen_forensics.errors import InputError
@@ -75,12 +82,21 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
     responses = ev.filter((ev.category == "response") & ev.correlation_id.notnull())
 
     keyed = requests.filter(requests.correlation_id.notnull())
+    clean = keyed.decode_status.isnull() | (keyed.decode_status == "ok")
     req = keyed.group_by("correlation_id").aggregate(
         request_time=keyed.time.min(),
         requests=keyed.count(),
         operation=keyed.operation.min(),
         request_topic=keyed.topic.min(),
         session_id=keyed.session_id.min(),
+        clean_requests=keyed.count(where=clean),
+    )
+    failures = ev.filter(
+        ev.correlation_id.notnull()
+        & (ev.is_dlq | ((ev.category != "request") & ev.status.isin(FAILURE_STATUSES)))
+    )
+    failed = failures.group_by(failed_id=failures.correlation_id).aggregate(
+        dead_letters=failures.count()
     )
     first = responses.group_by("correlation_id").aggregate(
         first_response_time=responses.time.min(),
@@ -98,10 +114,13 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         reported_processing_ms=at_first.processing_time_ms.min()
     )
 
-    joined = req.left_join(first, "correlation_id").left_join(
-        reported, "correlation_id"
+    joined = (
+        req.left_join(first, "correlation_id")
+        .left_join(reported, "correlation_id")
+        .left_join(failed, req.correlation_id == failed.failed_id)
     )
     answered = joined.responses.fill_null(0)
+    dead_lettered = joined.dead_letters.fill_null(0) > 0
     with_id = joined.select(
         correlation_id=joined.correlation_id,
         has_correlation_id=ibis.literal(True),
@@ -120,6 +139,8 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         / 1000.0,
         reported_processing_ms=joined.reported_processing_ms.cast("float64"),
         answered=answered > 0,
+        dead_lettered=dead_lettered,
+        poison=joined.clean_requests == 0,
     )
 
     loose = requests.filter(requests.correlation_id.isnull())
@@ -138,6 +159,8 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         latency_ms=ibis.null("float64"),
         reported_processing_ms=ibis.null("float64"),
         answered=ibis.literal(False),
+        dead_lettered=ibis.literal(False),
+        poison=~(loose.decode_status.isnull() | (loose.decode_status == "ok")),
     )
     out = with_id.union(without_id.cast(with_id.schema()))
     return out.mutate(
@@ -151,7 +174,8 @@ def request_response(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     Columns: correlation_id, has_correlation_id, operation, request_topic,
     session_id, request_time, requests (request messages with this id),
     response_topic, first_response_time, responses, duplicate_responses, latency_ms,
-    reported_processing_ms, answered, hour, day. Sorted by request time.
+    reported_processing_ms, answered, dead_lettered, poison (no request message
+    decoded cleanly), hour, day. Sorted by request time.
     """
     frame = a.execute(request_response_table(a, source))
     return sort_frame(frame, ["request_time", "correlation_id"])
@@ -165,8 +189,9 @@ def request_response_summary(
     """Requests, answers and latency percentiles per operation, hour or both.
 
     ``by`` picks the keys among operation, request_topic, hour and day (of the
-    request); empty gives one row over every request. Columns after the keys: requests, answered, unanswered,
-    without_correlation_id, duplicate_responses, requests_with_duplicates,
+    request); empty gives one row over every request. Columns after the keys:
+    requests, answered, unanswered (nothing explains the missing response),
+    dead_lettered and poison_unanswered (unanswered, explained), without_correlation_id, duplicate_responses, requests_with_duplicates,
     latency_mean_ms, latency_p50_ms, latency_p95_ms, latency_p99_ms,
     latency_max_ms, processing_mean_ms, processing_p50_ms, processing_p95_ms,
     processing_p99_ms (the response's reported processing time). Percentiles use
@@ -185,7 +210,13 @@ def request_response_summary(
     metrics = dict(
         requests=t.count(),
         answered=t.count(where=t.answered),
-        unanswered=t.count(where=~t.answered & t.has_correlation_id),
+        unanswered=t.count(
+            where=~t.answered & t.has_correlation_id & ~t.dead_lettered & ~t.poison
+        ),
+        dead_lettered=t.count(where=~t.answered & t.dead_lettered),
+        poison_unanswered=t.count(
+            where=~t.answered & t.has_correlation_id & ~t.dead_lettered & t.poison
+        ),
         without_correlation_id=t.count(where=~t.has_correlation_id),
         duplicate_responses=t.duplicate_responses.sum(),
         requests_with_duplicates=t.count(where=t.responses > 1),

@@ -1,10 +1,11 @@
 """Poison messages: what could not be decoded, per topic and decode status.
 
 The loader keeps every message and records how its value decoded. Statuses fall in
-three kinds: ``poison`` (not_utf8, not_json, schema_invalid, unknown_schema_version:
-no consumer can use the value), ``recovered`` (double_encoded, enveloped,
-naive_timestamp: unwrapped or repaired on the way in, worth knowing about) and
-``other`` (tombstone, unparsed_topic, anything new). ``ok`` and ``dlq`` rows are the
+three kinds: ``poison`` (not_utf8, not_json, tombstone, schema_invalid,
+unknown_schema_version: no consumer can use the value; no topic of the catalog is
+compacted, so a null value is no deletion marker), ``recovered`` (double_encoded,
+enveloped, naive_timestamp: unwrapped or repaired on the way in, worth knowing about)
+and ``other`` (unparsed_topic, anything new). ``ok`` and ``dlq`` rows are the
 normal case and appear only in :func:`decode_status_counts`.
 """
 
@@ -27,7 +28,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POISON_STATUSES = ("not_utf8", "not_json", "schema_invalid", "unknown_schema_version")
+POISON_STATUSES = (
+    "not_utf8",
+    "not_json",
+    "tombstone",
+    "schema_invalid",
+    "unknown_schema_version",
+)
 RECOVERED_STATUSES = ("double_encoded", "enveloped", "naive_timestamp")
 NORMAL_STATUSES = ("ok", "dlq")
 _PREVIEW_BYTES = 200

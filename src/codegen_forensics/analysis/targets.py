@@ -6,8 +6,12 @@ file (:func:`load_thresholds`) naming any of the :class:`Thresholds` fields::
     processing_avg_ms: 2000
     dlq_rate: 0.005
 
-A target over topics (or partitions) is measured at its worst one, so it is met only
-when every one meets it; the offenders are listed, worst first. A target the snapshot
+Time, lag and DLQ-count targets are measured at their worst topic (or partition),
+so they are met only when every one meets them. The DLQ rate and the compression
+ratio are the system's own figures, measured over all topics together (a DLQ topic
+holding three messages compresses badly and says nothing about storage); topics
+that fall short of the target on their own are listed as offenders either way,
+worst first. A target the snapshot
 cannot measure says so (``not measurable``), one with no data says ``no data``.
 """
 
@@ -313,17 +317,25 @@ def targets(
         )
     )
 
-    # Dead letters.
+    # Dead letters: the rate over all source messages; topics above it offend.
     rates = m.get("dlq_rate_total", lambda: dlq_rate(a))
     known = rates[rates["dlq_rate"].notna()]
-    worst_rate = known["dlq_rate"].max() if len(known) else None
     total_dlq = int(rates["dlq_messages"].sum()) if len(rates) else 0
     total_src = int(known["source_messages"].sum()) if len(known) else 0
+    unplaced = int(rates.loc[rates["dlq_rate"].isna(), "dlq_messages"].sum())
+    detail = None
+    if total_src:
+        detail = f"{total_dlq} dead letters over {total_src} source messages"
+        if len(known):
+            worst = known.loc[known["dlq_rate"].idxmax()]
+            detail += f"; worst topic {worst['source_topic']} ({worst['dlq_rate']:.2%})"
+        if unplaced:
+            detail += f"; {unplaced} with no known source topic"
     rows.append(
         _row(
             "dlq_rate",
-            "Dead letters over messages on their source topic, worst topic",
-            worst_rate,
+            "Dead letters over messages on their source topics, all topics",
+            total_dlq / total_src if total_src else None,
             "fraction",
             "<",
             th.dlq_rate,
@@ -335,9 +347,7 @@ def targets(
                 "{:.2%}",
             ),
             "topics",
-            f"all topics: {total_dlq} dead letters over {total_src} messages"
-            if total_src
-            else None,
+            detail,
         )
     )
     counts = m.get("dlq_counts", lambda: dlq_counts(a, th.dlq_alert_count))
@@ -387,16 +397,19 @@ def targets(
             )
         )
 
-    # Compression, at the topic that compresses worst.
+    # Compression over every topic's bytes; topics below the target offend.
     comp = m.get("compression", lambda: compression_ratios(a))
     with_bytes = comp[comp["ratio"].notna()] if len(comp) else comp
-    worst_ratio = with_bytes["ratio"].min() if len(with_bytes) else None
+    compressed = float(with_bytes["compressed_bytes"].sum()) if len(with_bytes) else 0.0
+    overall = (
+        float(with_bytes["value_bytes"].sum()) / compressed if compressed else None
+    )
     rows.append(
         _row(
             "compression_ratio",
             "gzip compression ratio of values re-batched as the producer would, "
-            "worst topic",
-            worst_ratio,
+            "all topics",
+            overall,
             "x",
             ">",
             th.compression_ratio,
@@ -411,6 +424,10 @@ def targets(
             if len(with_bytes)
             else None,
             "topics",
+            f"{len(with_bytes)} topics; worst "
+            f"{with_bytes.iloc[0]['topic']} ({with_bytes.iloc[0]['ratio']:.2f}x)"
+            if len(with_bytes)
+            else None,
         )
     )
 

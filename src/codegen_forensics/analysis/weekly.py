@@ -43,6 +43,7 @@ from codegen_forensics.analysis.latency import (
 )
 from codegen_forensics.analysis.poison import (
     POISON_STATUSES,
+    RECOVERED_STATUSES,
     decode_status_counts,
     poison_messages,
 )
@@ -234,14 +235,16 @@ def _headline(a: Analysis, out: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "dlq_groups": len(out["dlq_groups"]),
         "new_dlq_groups": int((diff["state"] == "new").sum()),
         "growing_dlq_groups": int((diff["state"] == "growing").sum()),
-        "poison_messages": int(
-            out["poison"]
-            .loc[out["poison"]["decode_status"].isin(POISON_STATUSES), "messages"]
-            .sum()
-        )
-        if len(out["poison"])
-        else 0,
+        "poison_messages": _poison_count(out["poison"]),
         "targets_met": int((tg["status"] == "met").sum()),
         "targets_missed": int((tg["status"] == "missed").sum()),
     }
     return pd.DataFrame([row])
+
+
+def _poison_count(poison: pd.DataFrame) -> int:
+    """Messages that could not be decoded or needed repair."""
+    if poison.empty:
+        return 0
+    flagged = poison["decode_status"].isin((*POISON_STATUSES, *RECOVERED_STATUSES))
+    return int(poison.loc[flagged, "messages"].sum())

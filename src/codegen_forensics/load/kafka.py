@@ -249,6 +249,10 @@ def _watermarks(
     """
     consumer = Consumer(_consumer_config(settings.client_config(), isolation_level))
     try:
+        # Watermark queries go to each partition's leader as the client's metadata
+        # knows it: ask for the topics first, or a young topic reads as unknown.
+        for topic in sorted({tp.topic for tp in partitions}):
+            consumer.list_topics(topic, timeout=timeout)
         marks = {}
         for tp in partitions:
             low, high = consumer.get_watermark_offsets(
@@ -373,7 +377,12 @@ def _plan(
         if options.isolation_level == "read_committed"
         else marks
     )
-    groups = list(dict.fromkeys([*CONSUMER_GROUPS, *options.consumer_groups]))
+    # The design's groups, under the catalog's prefix too when there is one.
+    known = [
+        *CONSUMER_GROUPS,
+        *(f"{options.catalog_prefix}{g}" for g in CONSUMER_GROUPS),
+    ]
+    groups = list(dict.fromkeys([*known, *options.consumer_groups]))
     group_rows, group_report = _capture_group_offsets(admin, groups, options.timeout_s)
 
     previous: dict[str, int] = {}

@@ -54,7 +54,7 @@ HEADLINE_NOTES = {
     "success_rate": "ours: successful / (successful + failed) events",
     "tracer_success_rate": "the tracer's: successful / all events",
     "unfinished_sessions": "last status neither completed nor failed",
-    "unanswered_requests": "no response with the request's correlation id",
+    "unanswered_requests": "no response, no dead letter, and the request decoded",
     "new_dlq_groups": "error groups absent from the previous snapshot",
     "poison_messages": "messages that could not be decoded or needed repair",
 }
@@ -289,6 +289,7 @@ class WeeklyReview:
                     "requests",
                     "answered",
                     "unanswered",
+                    "dead_lettered",
                     "duplicate_responses",
                     "latency_p50_ms",
                     "latency_p95_ms",

@@ -326,6 +326,14 @@ def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout: float) -> i
             logger.info("end offset not available yet, retrying: %s", exc)
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
+            # The client learns of a topic created moments ago only from a fresh
+            # metadata request; a watermark query alone does not ask for one.
+            try:
+                consumer.list_topics(
+                    tp.topic, timeout=max(deadline - time.monotonic(), 0.1)
+                )
+            except KafkaException as refresh:
+                logger.info("metadata refresh failed, retrying: %s", refresh)
 
 
 def commit_group_offsets(

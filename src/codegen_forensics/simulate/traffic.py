@@ -27,6 +27,7 @@ import subprocess
 import sys
 import traceback
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -890,10 +891,15 @@ def _dlq_body(
 
 
 def poison_message(
-    rng: random.Random, kind: PoisonKind, topic_name: str, operation: str, t: int
+    rng: random.Random,
+    kind: PoisonKind,
+    topic_name: str,
+    operation: str,
+    t: int,
+    session: UUID,
 ) -> tuple[bytes | None, str, str, str]:
-    """A poison value for a request topic, with its key, session and correlation id."""
-    session = _uuid(rng)
+    """A poison value for a request topic in ``session``: value, key, session and
+    correlation id."""
     correlation = _uuid(rng)
     topic = content.session_topic(rng)
     event = request_event(rng, topic, operation, session, correlation, t)
@@ -1129,6 +1135,10 @@ class Traffic:
         poison_rng.shuffle(kinds)
 
         heap: list[tuple[int, int, int, SimMessage | EventLogRow]] = []
+        # Poison comes from a client in the middle of a session: each goes to the
+        # latest session still running at its time, else the next one to start.
+        running: deque[tuple[str, int, int]] = deque(maxlen=256)
+        waiting: list[tuple[int, int, PoisonKind]] = []
         messages = rows = done = 0
         for position, (t, stream, index) in enumerate(starts):
             while heap and (heap[0][0], heap[0][1]) < (t, position):
@@ -1150,6 +1160,13 @@ class Traffic:
                         session.first_ms,
                         session.last_ms,
                     ]
+                    running.append((session.sid, session.first_ms, session.last_ms))
+                    for held, poison_index, kind in waiting:
+                        message = self._poison(
+                            poison_index, kind, session.first_ms, session.sid
+                        )
+                        heapq.heappush(heap, (session.first_ms, held, 0, message))
+                    waiting.clear()
                 for when, seq, item in session.items:
                     heapq.heappush(heap, (when, position, seq, item))
                 done += 1
@@ -1157,8 +1174,21 @@ class Traffic:
                     self.progress(Progress(done, self.config.sessions, messages, rows))
             else:
                 kind = kinds[index % len(kinds)]
-                message = self._poison(index, kind, t)
+                host = next((r for r in reversed(running) if r[2] >= t), None)
+                if host is None:
+                    waiting.append((position, index, kind))
+                    continue
+                message = self._poison(index, kind, t, host[0])
                 heapq.heappush(heap, (t, position, 0, message))
+        for held, poison_index, kind in waiting:
+            # Poison after the last session ends goes to that session's last moment.
+            if running:
+                sid, _, when = max(running, key=lambda r: r[2])
+            else:
+                sid = str(_uuid(random.Random(_derive(seed, "poison-session", held))))
+                when = poison[poison_index]
+            message = self._poison(poison_index, kind, when, sid)
+            heapq.heappush(heap, (when, held, 0, message))
         while heap:
             item = heapq.heappop(heap)[3]
             if isinstance(item, SimMessage):
@@ -1171,12 +1201,12 @@ class Traffic:
         if self.progress is not None:
             self.progress(Progress(done, self.config.sessions, messages, rows))
 
-    def _poison(self, index: int, kind: PoisonKind, t: int) -> SimMessage:
+    def _poison(self, index: int, kind: PoisonKind, t: int, sid: str) -> SimMessage:
         rng = random.Random(_derive(self.config.seed, "poison", index))
         operation = rng.choice(OPERATIONS)
         topic = self.catalog.for_operation(operation).request
         value, key, session, correlation = poison_message(
-            rng, kind, topic, operation, t
+            rng, kind, topic, operation, t, UUID(sid)
         )
         info = {
             "kind": kind,
