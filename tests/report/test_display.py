@@ -64,3 +64,14 @@ def test_week_window_is_seven_days_from_the_date() -> None:
 def test_week_window_refuses_a_date_that_is_not_iso() -> None:
     with pytest.raises(InputError, match="week '23/11/2026' is not an ISO date"):
         week_window("23/11/2026")
+
+
+def test_html_table_headers_drop_units_the_cells_carry() -> None:
+    frame = pd.DataFrame(
+        {"latency_p95_ms": [9200.0], "age_s": [3.0], "error_ms": ["text"]}
+    )
+    out = html_table(frame)
+    assert ">latency p95</th>" in out
+    assert ">age</th>" in out
+    assert ">error ms</th>" in out
+    assert ">9.20 s</td>" in out

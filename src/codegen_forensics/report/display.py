@@ -81,6 +81,15 @@ def _is_time(series: pd.Series) -> bool:
     return pd.api.types.is_datetime64_any_dtype(series)
 
 
+def header(column: str, series: pd.Series) -> str:
+    """A column's title: words, not underscores; no unit suffix where the cells
+    carry their own unit (durations are shown in ms or s as they fit)."""
+    name = column
+    if _is_number(series) and name.endswith(("_ms", "_s")):
+        name = name.rsplit("_", 1)[0]
+    return name.replace("_", " ")
+
+
 def html_table(frame: pd.DataFrame) -> str:
     """An HTML table: numbers right-aligned, text left, times on one line."""
     styles = []
@@ -88,12 +97,12 @@ def html_table(frame: pd.DataFrame) -> str:
         series = frame[column]
         if _is_number(series):
             styles.append("text-align:right;white-space:nowrap")
-        elif _is_time(series):
+        elif _is_time(series) or str(column).endswith("_id"):
             styles.append("text-align:left;white-space:nowrap")
         else:
             styles.append("text-align:left")
     head = "".join(
-        f"<th style='{style}'>{html.escape(str(column).replace('_', ' '))}</th>"
+        f"<th style='{style}'>{html.escape(header(str(column), frame[column]))}</th>"
         for column, style in zip(frame.columns, styles, strict=True)
     )
     body = []
