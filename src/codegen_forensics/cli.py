@@ -27,12 +27,14 @@ app = typer.Typer(
     help="Forensic analytics over the code-generation system's Kafka topics, "
     "dead-letter queues and Postgres event tables.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 topics_app = typer.Typer(
     help="Create and check the 13 topics of the design document.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(topics_app, name="topics")
 
@@ -171,6 +173,7 @@ snapshot_app = typer.Typer(
     help="Read-only snapshots of Kafka topics and Postgres tables into Parquet, "
     "resumable and incremental.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(snapshot_app, name="snapshot")
 
@@ -641,6 +644,7 @@ def simulate_command(
 report_app = typer.Typer(
     help="Run the review notebooks headless and export HTML (and PDF) reports.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(report_app, name="report")
 
