@@ -487,6 +487,23 @@ def snapshot_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*.parquet"))
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB.
+
+    VmHWM rather than ru_maxrss: a child started by fork+exec keeps the parent's
+    RSS at the fork as the floor of its ru_maxrss, so a child started right after
+    generating a snapshot could report the parent's memory rather than its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(kind: str, root: Path, memory: str, threads: int) -> None:
     """Run one side of the comparison and print its figures as JSON."""
     began = time.perf_counter()
@@ -532,7 +549,7 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
             file=sys.stderr,
         )
     wall = time.perf_counter() - began
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     print(
         json.dumps(
             {"kind": kind, "wall_s": wall, "peak_mb": peak_kb / 1024, "rows": rows}
