@@ -45,7 +45,28 @@ ROOT = Path(__file__).resolve().parents[1]
 WEEK_START = datetime(2026, 1, 5, tzinfo=UTC)
 OPERATIONS = ("analyze", "validate", "pattern", "mixin")
 STATUSES = np.array(["pending", "analyzing", "generating", "completed"])
-WORDS = ["node", "effect", "compute", "reducer", "orchestrator", "contract", "mixin", "pattern", "validate", "analyze", "requirement", "schema", "event", "kafka", "session", "response", "request", "latency", "onex", "compliance"]
+WORDS = [
+    "node",
+    "effect",
+    "compute",
+    "reducer",
+    "orchestrator",
+    "contract",
+    "mixin",
+    "pattern",
+    "validate",
+    "analyze",
+    "requirement",
+    "schema",
+    "event",
+    "kafka",
+    "session",
+    "response",
+    "request",
+    "latency",
+    "onex",
+    "compliance",
+]
 
 # Columns the weekly analysis reads (the baseline scans exactly these).
 MESSAGE_COLUMNS = [
@@ -528,7 +549,8 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
             files = [str(p) for p in snap.files(prefix)]
             hashed = ", ".join(f'sum(hash("{c}"))' for c in columns)
             con.execute(
-                f"SELECT count(*), {hashed} FROM read_parquet(?, hive_partitioning=false)",
+                f"SELECT count(*), {hashed} "
+                "FROM read_parquet(?, hive_partitioning=false)",
                 [files],
             ).fetchall()
         rows = None
@@ -602,8 +624,8 @@ def main() -> None:
         generate(root, args.events)
     size = snapshot_bytes(root)
     print(
-        f"snapshot: {size / 2**20:.0f} MiB of Parquet; DuckDB memory cap {args.memory}; "
-        f"threads {args.threads}"
+        f"snapshot: {size / 2**20:.0f} MiB of Parquet; "
+        f"DuckDB memory cap {args.memory}; threads {args.threads}"
     )
 
     base = run_child("baseline", root, args.memory, args.threads)

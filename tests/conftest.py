@@ -10,6 +10,7 @@ every test that touches Postgres gets its own schema, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -68,10 +69,8 @@ def topic_factory(
     yield make
     if created:
         for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
-            try:
+            with contextlib.suppress(Exception):
                 future.result(timeout=30)
-            except Exception:
-                pass
 
 
 @pytest.fixture(scope="session")

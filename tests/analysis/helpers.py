@@ -1,9 +1,10 @@
 """Rows and tables for hand-built snapshots.
 
-The ``build_snapshot`` fixture writes a small, complete snapshot directory from dict rows with
-:class:`SnapshotWriter`. Message rows need only the columns a test cares about: the
-rest are null, ``category``/``operation`` come from the topic name, offsets count up
-per partition and the Kafka timestamp defaults to the event timestamp.
+The ``build_snapshot`` fixture writes a small, complete snapshot directory from
+dict rows with :class:`SnapshotWriter`. Message rows need only the columns a test
+cares about: the rest are null, ``category``/``operation`` come from the topic name,
+offsets count up per partition and the Kafka timestamp defaults to the event
+timestamp.
 """
 
 from __future__ import annotations

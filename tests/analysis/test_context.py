@@ -141,7 +141,7 @@ def test_open_analysis_naive_window_is_refused(
 
 def test_open_analysis_incomplete_snapshot_is_refused(tmp_path: Path) -> None:
     (tmp_path / "kafka").mkdir()
-    with pytest.raises(SnapshotError, match="has no manifest.json"):
+    with pytest.raises(SnapshotError, match=r"has no manifest\.json"):
         open_analysis(tmp_path)
 
 

@@ -30,7 +30,7 @@ def bucket(time: ir.TimestampValue, unit: str) -> ir.TimestampValue:
     Ibis types a truncated timestamp without its time zone; casting it back keeps
     pandas from receiving naive values.
     """
-    start: ir.TimestampValue = time.truncate(unit).cast(UTC_TIMESTAMP)  # type: ignore[arg-type]
+    start: ir.TimestampValue = time.truncate(unit).cast(UTC_TIMESTAMP)
     return start
 
 

@@ -55,7 +55,7 @@ _IN_FLIGHT = 64  # batches handed to the compressing threads and not yet collect
 _COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 
 
-class _OutOfOrder(Exception):
+class _OutOfOrderError(Exception):
     """The files do not list a partition's offsets in increasing order."""
 
 
@@ -183,7 +183,7 @@ class _Estimator:
         offsets = run.column("offset").to_numpy()
         if offsets[0] <= state.last_offset or np.any(np.diff(offsets) <= 0):
             if self.strict:
-                raise _OutOfOrder(key)
+                raise _OutOfOrderError(key)
             keep = np.r_[offsets[0] > state.last_offset, np.diff(offsets) > 0]
             state.duplicates += int((~keep).sum())
             run = run.filter(pa.array(keep))
@@ -383,7 +383,7 @@ def compression_by_partition(
     try:
         for batch in _file_batches(a, chunk_rows):
             estimator.feed(batch)
-    except _OutOfOrder as exc:
+    except _OutOfOrderError as exc:
         logger.info(
             "compression: offsets out of order in files, sorting partition=%s",
             exc.args[0],

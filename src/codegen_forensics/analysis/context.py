@@ -321,4 +321,4 @@ def check_source(source: str) -> Source:
         raise InputError(
             f"source={source!r} is not known; expected one of {', '.join(SOURCES)}"
         )
-    return source  # type: ignore[return-value]
+    return source

@@ -8,9 +8,10 @@ the same failure reaches the DLQ under different type labels depending on the sh
 minimal shapes carry ``Type: message`` strings), so a group lists every error type
 seen with its template rather than being split by them. A dead letter with no
 message is grouped by its error type. A group's id hashes its key, so the same kind
-of error has the same id next week. A user file of overrides can split a group (by a pattern searched in
-the original message) or merge groups, and label them. A message with no error type
-is typed ``(none)``; one with no message has the template ``<no message>``.
+of error has the same id next week. A user file of overrides can split a group (by
+a pattern searched in the original message) or merge groups, and label them. A
+message with no error type is typed ``(none)``; one with no message has the
+template ``<no message>``.
 
 The engine counts; only the distinct (error type, message) pairs travel to Python to
 be masked, and their groups travel back as a small table to join.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +79,7 @@ DLQ_SHAPES = ("envelope", "flat", "client", "minimal", "unknown")
 
 @dataclass(frozen=True)
 class SplitRule:
-    """Messages of ``group`` whose original text matches ``pattern`` form a new group."""
+    """Messages of ``group`` whose original text matches ``pattern`` form a group."""
 
     group: str
     label: str
@@ -172,7 +174,7 @@ def _require(rule: Any, keys: Sequence[str], where: str) -> None:
         )
 
 
-def load_overrides(path: str | Path) -> DLQOverrides:
+def load_overrides(path: str | os.PathLike[str]) -> DLQOverrides:
     """Read an overrides file, YAML (``.yaml``/``.yml``) or JSON (anything else)::
 
     split:

@@ -191,7 +191,8 @@ def request_response_summary(
     ``by`` picks the keys among operation, request_topic, hour and day (of the
     request); empty gives one row over every request. Columns after the keys:
     requests, answered, unanswered (nothing explains the missing response),
-    dead_lettered and poison_unanswered (unanswered, explained), without_correlation_id, duplicate_responses, requests_with_duplicates,
+    dead_lettered and poison_unanswered (unanswered, explained),
+    without_correlation_id, duplicate_responses, requests_with_duplicates,
     latency_mean_ms, latency_p50_ms, latency_p95_ms, latency_p99_ms,
     latency_max_ms, processing_mean_ms, processing_p50_ms, processing_p95_ms,
     processing_p99_ms (the response's reported processing time). Percentiles use
@@ -358,9 +359,10 @@ def bottleneck_topics(a: Analysis, source: Source = "topics") -> pd.DataFrame:
 def bottleneck_hours(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     """Mean and p95 response time per topic and hour, banded as the tracer does.
 
-    Columns: topic, hour (its start), responses, mean_ms, p95_ms, max_ms, severity, bottleneck, entered_band
-    (the severity is higher than in the hour just before, an hour without
-    responses counting as no band). Sorted by severity, then mean, slowest first.
+    Columns: topic, hour (its start), responses, mean_ms, p95_ms, max_ms,
+    severity, bottleneck, entered_band (the severity is higher than in the hour
+    just before, an hour without responses counting as no band). Sorted by
+    severity, then mean, slowest first.
     """
     t = _response_times(a, source)
     t = t.mutate(hour=bucket(t.time, "h"))

@@ -12,6 +12,7 @@ normal case and appear only in :func:`decode_status_counts`.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import ibis
 import pandas as pd
@@ -109,7 +110,8 @@ def poison_messages(a: Analysis, examples: int = 1) -> pd.DataFrame:
 def _preview(value: object) -> str | None:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
-    raw = bytes(value)  # type: ignore[call-overload]
+    # a cell of the binary value column: bytes unless null (handled above)
+    raw = bytes(cast("bytes", value))
     data = raw[:_PREVIEW_BYTES]
     try:
         return data.decode("utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -109,8 +110,11 @@ class Thresholds:
         return asdict(self)
 
 
-def load_thresholds(path: str | Path) -> Thresholds:
-    """Thresholds from a YAML (``.yaml``/``.yml``) or JSON file; unnamed ones default."""
+def load_thresholds(path: str | os.PathLike[str]) -> Thresholds:
+    """Thresholds from a YAML (``.yaml``/``.yml``) or JSON file.
+
+    Thresholds the file does not name keep their defaults.
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -210,10 +214,10 @@ def targets(
     """One row per target: measured value, threshold, met or missed, worst offenders.
 
     Columns: target, description, measured, unit, comparison (``<``, ``<=`` or
-    ``>``: what meeting it takes), threshold, status (met, missed, no data, not measurable),
-    worst_offenders (up to three, worst first), source (topics or event_logs) and
-    detail. Response times, latency and success rate come from the topics, or from
-    ``event_logs`` when the topics have none.
+    ``>``: what meeting it takes), threshold, status (met, missed, no data, not
+    measurable), worst_offenders (up to three, worst first), source (topics or
+    event_logs) and detail. Response times, latency and success rate come from the
+    topics, or from ``event_logs`` when the topics have none.
 
     ``measures`` may pass results already computed, under the names
     :func:`~codegen_forensics.analysis.weekly.weekly_review` uses: sessions,
@@ -327,7 +331,7 @@ def targets(
     if total_src:
         detail = f"{total_dlq} dead letters over {total_src} source messages"
         if len(known):
-            worst = known.loc[known["dlq_rate"].idxmax()]
+            worst = known.iloc[known["dlq_rate"].argmax()]
             detail += f"; worst topic {worst['source_topic']} ({worst['dlq_rate']:.2%})"
         if unplaced:
             detail += f"; {unplaced} with no known source topic"
@@ -401,7 +405,7 @@ def targets(
     comp = m.get("compression", lambda: compression_ratios(a))
     with_bytes = comp[comp["ratio"].notna()] if len(comp) else comp
     compressed = float(with_bytes["compressed_bytes"].sum()) if len(with_bytes) else 0.0
-    overall = (
+    overall_ratio = (
         float(with_bytes["value_bytes"].sum()) / compressed if compressed else None
     )
     rows.append(
@@ -409,7 +413,7 @@ def targets(
             "compression_ratio",
             "gzip compression ratio of values re-batched as the producer would, "
             "all topics",
-            overall,
+            overall_ratio,
             "x",
             ">",
             th.compression_ratio,

@@ -210,7 +210,8 @@ def tracer_session_trace(
         reference = now or a.snapshot_time
         if reference is None:
             raise InputError(
-                "time_range_hours needs now=...: the snapshot's manifest records no time"
+                "time_range_hours needs now=...: "
+                "the snapshot's manifest records no time"
             )
         rows = rows[rows["timestamp"] >= reference - timedelta(hours=time_range_hours)]
     if rows.empty:
@@ -252,7 +253,7 @@ def tracer_session_metrics(a: Analysis, session_id: str | uuid.UUID) -> pd.DataF
         rows["processing_time_ms"].notna(), ["topic", "processing_time_ms"]
     ]
     values = [int(v) for v in times["processing_time_ms"]]
-    bottlenecks = []
+    bottlenecks: list[dict[str, Any]] = []
     for topic, part in times.groupby("topic", sort=True):
         mean = float(np.mean(part["processing_time_ms"].astype("float64")))
         band = severity(mean)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsInt, cast
 
 import pandas as pd
 
@@ -99,10 +99,10 @@ def weekly_review(
     )
 
     own = not isinstance(snapshot, Analysis)
-    a = (
-        open_analysis(snapshot, memory_limit, start=start, end=end)  # type: ignore[arg-type]
-        if own
-        else snapshot
+    a: Analysis = (
+        snapshot
+        if isinstance(snapshot, Analysis)
+        else open_analysis(snapshot, memory_limit, start=start, end=end)
     )
     try:
         out = _compute(a, th, ov, compression_sample_bytes, unfinished_limit)
@@ -212,6 +212,14 @@ def _previous_groups(
         return dlq_groups(before, ov)
 
 
+def _cell_int(frame: pd.DataFrame, row: str, column: str) -> int:
+    """The number in one cell of ``frame`` as an int.
+
+    pandas-stubs types ``.loc[row, column]`` as any scalar, strings included.
+    """
+    return int(cast(SupportsInt, frame.loc[row, column]))
+
+
 def _headline(a: Analysis, out: dict[str, pd.DataFrame]) -> pd.DataFrame:
     decode = out["decode_status"]
     sessions = out["sessions"].set_index("source")
@@ -224,11 +232,11 @@ def _headline(a: Analysis, out: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "window_end": a.end,
         "messages": int(decode["messages"].sum()) if len(decode) else 0,
         "topics": int(decode["topic"].nunique()) if len(decode) else 0,
-        "sessions": int(sessions.loc["topics", "sessions"]),
-        "event_log_sessions": int(sessions.loc["event_logs", "sessions"]),
+        "sessions": _cell_int(sessions, "topics", "sessions"),
+        "event_log_sessions": _cell_int(sessions, "event_logs", "sessions"),
         "success_rate": sessions.loc["topics", "success_rate"],
         "tracer_success_rate": sessions.loc["topics", "tracer_success_rate"],
-        "unfinished_sessions": int(sessions.loc["topics", "never_finished"]),
+        "unfinished_sessions": _cell_int(sessions, "topics", "never_finished"),
         "requests": int(out["latency_overall"]["requests"].iloc[0]),
         "unanswered_requests": int(out["latency_overall"]["unanswered"].iloc[0]),
         "dlq_messages": int(out["dlq_counts"]["messages"].sum()),

@@ -72,6 +72,9 @@ def execute_notebook(
             log_output=False,
             execution_timeout=timeout,
             cwd=str(cwd) if cwd else None,
+            # The kernel listens on loopback only; its warning about unencrypted
+            # TCP would be the first line a reviewer reads.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as exc:
         # papermill puts an error banner at the top of the executed notebook, so
