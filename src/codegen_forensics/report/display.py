@@ -44,11 +44,11 @@ def format_value(column: str, value: Any) -> str:
     name = column.lower()
     if isinstance(value, int | float) and not isinstance(value, bool):
         if name.endswith("_ms"):
-            return (
-                f"{value / 1000:,.2f} s" if abs(value) >= 1000 else f"{value:,.0f} ms"
-            )
+            if abs(value) < 1000:
+                return f"{value:,.0f} ms"
+            return _duration(value / 1000, f"{value / 1000:,.2f} s")
         if name.endswith("_s"):
-            return f"{value:,.1f} s"
+            return _duration(value, f"{value:,.1f} s")
         if "rate" in name or name in ("share", "sampled_fraction"):
             return f"{value * 100:.2f} %"
         if name == "ratio":
@@ -58,6 +58,18 @@ def format_value(column: str, value: Any) -> str:
         return f"{value:,.3f}"
     text = str(value)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _duration(seconds: float, short: str) -> str:
+    """Seconds in the unit a reader takes in at a glance: s, min, h or d."""
+    size = abs(seconds)
+    if size < 120:
+        return short
+    if size < 2 * 3600:
+        return f"{seconds / 60:,.1f} min"
+    if size < 2 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} d"
 
 
 def format_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import matplotlib.dates as mdates
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -81,7 +83,7 @@ def dlq_volume_figure(breakdown: pd.DataFrame) -> Figure:
     ax.set_ylabel("dead letters")
     ax.set_xlabel("day (UTC)")
     _daily_axis(ax)
-    ax.legend(fontsize=8, ncols=2, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -110,7 +112,7 @@ def dlq_rate_figure(rate_by_day: pd.DataFrame, target: float = 0.01) -> Figure:
     ax.set_xlabel("day (UTC)")
     ax.set_ylim(bottom=0)
     _daily_axis(ax)
-    ax.legend(fontsize=8, ncols=2, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -137,7 +139,7 @@ def latency_figure(hours: pd.DataFrame, value: str = "p95_ms") -> Figure:
     ax.set_xlabel("hour (UTC)")
     ax.set_ylim(bottom=0)
     _daily_axis(ax)
-    ax.legend(fontsize=8, ncols=3, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -175,19 +177,25 @@ def throughput_figure(series: pd.DataFrame) -> Figure:
     if series.empty:
         return _empty(title, "No messages in this snapshot.")
     fig, ax = _figure(10, 3.5)
-    for topic, part in series.groupby("topic", sort=True):
+    # More topics than the default cycle has colours: twenty keeps each line its own.
+    colours = matplotlib.colormaps["tab20"]
+    for i, (topic, part) in enumerate(series.groupby("topic", sort=True)):
         part = part.sort_values("window_start")
         ax.plot(
             pd.to_datetime(part["window_start"]),
             part["messages"],
             linewidth=1,
+            color=colours(i % colours.N),
             label=short_topic(str(topic)),
         )
     ax.set_title(title, loc="left")
-    ax.set_ylabel("messages per hour")
+    # The status topic carries most messages; a log scale keeps the quiet ones visible.
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylabel("messages per hour (log scale)")
     ax.set_xlabel("hour (UTC)")
     _daily_axis(ax)
-    ax.legend(fontsize=7, ncols=3, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

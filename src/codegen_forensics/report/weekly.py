@@ -280,7 +280,9 @@ class WeeklyReview:
                 t["bottleneck_hours"][
                     t["bottleneck_hours"]["entered_band"].fillna(False)
                 ],
+                note="hours in a higher band than the hour before, highest band first",
                 columns=["topic", "hour", "responses", "mean_ms", "p95_ms", "severity"],
+                limit=15,
             ),
             Table(
                 "Request to response, per operation",
@@ -440,6 +442,10 @@ class WeeklyReview:
             Table(
                 "Throughput per topic (messages per minute)",
                 t["throughput_minute"],
+                note=(
+                    "mean over every minute from the topic's first message to its "
+                    "last, empty minutes included; peak: the busiest minute"
+                ),
                 columns=[
                     "topic",
                     "messages",
