@@ -38,10 +38,22 @@ def test_format_value_writes_units(column: str, value: object, shown: str) -> No
 
 
 def test_html_table_aligns_numbers_right_and_escapes_text() -> None:
-    frame = pd.DataFrame({"topic": ["<b>t</b>"], "messages": [5]})
+    frame = pd.DataFrame({"error_message": ["<b>t</b>"], "messages": [5]})
     out = html_table(frame)
     assert "<td style='text-align:left'>&lt;b&gt;t&lt;/b&gt;</td>" in out
     assert "<td style='text-align:right;white-space:nowrap'>5</td>" in out
+
+
+def test_html_table_keeps_names_on_one_line() -> None:
+    frame = pd.DataFrame(
+        {"source_topic": ["omninode_codegen_request_validate_v1"], "note": ["a b"]}
+    )
+    out = html_table(frame)
+    assert (
+        "<td style='text-align:left;white-space:nowrap'>"
+        "omninode_codegen_request_validate_v1</td>"
+    ) in out
+    assert "<td style='text-align:left'>a b</td>" in out
 
 
 def test_table_says_when_rows_are_cut() -> None:

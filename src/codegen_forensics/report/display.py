@@ -102,6 +102,16 @@ def header(column: str, series: pd.Series) -> str:
     return name.replace("_", " ")
 
 
+# Text columns holding one name each: broken mid-name they read badly.
+_NAME_COLUMNS = frozenset(
+    {"source", "status", "event_name", "decode_status", "kind", "operation"}
+)
+
+
+def _is_name(column: str) -> bool:
+    return column.endswith(("_id", "topic", "error_type")) or column in _NAME_COLUMNS
+
+
 def html_table(frame: pd.DataFrame) -> str:
     """An HTML table: numbers right-aligned, text left, times on one line."""
     styles = []
@@ -109,7 +119,7 @@ def html_table(frame: pd.DataFrame) -> str:
         series = frame[column]
         if _is_number(series):
             styles.append("text-align:right;white-space:nowrap")
-        elif _is_time(series) or str(column).endswith("_id"):
+        elif _is_time(series) or _is_name(str(column)):
             styles.append("text-align:left;white-space:nowrap")
         else:
             styles.append("text-align:left")

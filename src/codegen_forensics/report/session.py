@@ -203,11 +203,18 @@ class SessionReport:
 
     def event_table(self) -> list[Any]:
         gaps = int(self.events["is_gap"].sum()) if len(self.events) else 0
+        # The common topic prefix takes a third of the table's width.
+        shown = self.events.copy()
+        if "topic" in shown.columns:
+            shown["topic"] = shown["topic"].map(plots.short_topic)
         return [
             Table(
                 "Events in time order",
-                self.events,
-                note=f"{gaps} gaps over a minute; gap = time since the previous event",
+                shown,
+                note=(
+                    f"{gaps} gaps over a minute; gap = time since the previous event; "
+                    "topics without their omninode_codegen_ prefix"
+                ),
                 columns=TRACE_COLUMNS,
                 limit=200,
             )
