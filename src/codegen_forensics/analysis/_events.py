@@ -65,6 +65,52 @@ def events(a: Analysis, source: Source) -> ir.Table:
     return table
 
 
+# The columns of :func:`keyed_events`.
+KEYED_COLUMNS = (
+    "category",
+    "correlation_id",
+    "topic",
+    "operation",
+    "session_id",
+    "time",
+    "processing_time_ms",
+    "decode_status",
+    "is_dlq",
+    "status",
+)
+
+
+def usable(ev: ir.Table) -> ir.BooleanValue:
+    """The event's value could be read (see :data:`UNUSABLE_DECODES`)."""
+    return ev.decode_status.isnull() | ~ev.decode_status.isin(UNUSABLE_DECODES)
+
+
+def is_failure(ev: ir.Table) -> ir.BooleanValue:
+    """A failure that explains a missing response: a dead letter or a failed event
+    that is not itself a request, carrying a correlation id."""
+    return ev.correlation_id.notnull() & (
+        ev.is_dlq | ((ev.category != "request") & ev.status.isin(FAILURE_STATUSES))
+    )
+
+
+def keyed_events(a: Analysis, source: Source) -> ir.Table:
+    """The usable requests, responses and failures of one source, kept.
+
+    Request to response measures read this table, computed once, rather than the
+    snapshot's files (where normalising ids costs as much as reading them).
+    Columns: :data:`KEYED_COLUMNS`.
+    """
+    check_source(source)
+
+    def build() -> ir.Table:
+        ev = events(a, source)
+        ev = ev.filter(usable(ev))
+        wanted = ev.category.isin(("request", "response")) | is_failure(ev)
+        return ev.filter(wanted).select(*KEYED_COLUMNS)
+
+    return a.materialise(f"keyed:{source}", build)
+
+
 def _topic_events(a: Analysis) -> ir.Table:
     m = a.messages
     is_dlq = (m.category == "dlq") | (m.decode_status == "dlq")

@@ -18,6 +18,8 @@ import logging
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +89,7 @@ class Analysis:
     end: datetime | None = None
     _cleanup: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _kept: dict[str, ir.Table] = field(default_factory=dict, repr=False)
 
     @property
     def messages(self) -> ir.Table:
@@ -160,10 +163,42 @@ class Analysis:
         sql = self.backend.compile(expr)
         yield from self.backend.con.sql(sql).to_arrow_reader(chunk_size)
 
+    def materialise(self, key: str, build: Callable[[], ir.Table]) -> ir.Table:
+        """The table ``build()`` describes, computed once per analysis and kept.
+
+        Measures that share an intermediate table (per session, per request) read
+        it from here instead of recomputing it from the snapshot's files. On DuckDB
+        the table is written to the connection's scratch database, compressed and
+        spillable; another backend caches it its own way (``Table.cache``). Kept
+        tables are dropped when the analysis closes.
+        """
+        if key not in self._kept:
+            began = time.perf_counter()
+            self._kept[key] = self._keep(build())
+            logger.debug(
+                "analysis kept table=%s seconds=%.2f",
+                key,
+                time.perf_counter() - began,
+            )
+        return self._kept[key]
+
+    def _keep(self, expr: ir.Table) -> ir.Table:
+        if getattr(self.backend, "name", "") != "duckdb":
+            cached: ir.Table = expr.cache()
+            self._cleanup.append(cached.release)
+            return cached
+        name = f"_kept_{len(self._kept)}_{uuid.uuid4().hex[:8]}"
+        self.backend.create_table(name, expr)
+        # Ibis 12's drop_table renders no table name with the sqlglot installed here.
+        self._cleanup.append(lambda: self.backend.raw_sql(f'DROP TABLE "{name}"'))
+        table: ir.Table = self.backend.table(name)
+        return table
+
     def has_rows(self, table: ir.Table) -> bool:
         return bool(self.scalar(table.limit(1).count()) > 0)
 
     def close(self) -> None:
+        self._kept.clear()
         for step in reversed(self._cleanup):
             step()
         self._cleanup.clear()
@@ -240,6 +275,7 @@ def _duckdb(
         cleanup.append(lambda: shutil.rmtree(temp, ignore_errors=True))
     else:
         temp = str(temp_directory)
+        Path(temp).mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "memory_limit": memory_limit,
         "temp_directory": temp,
@@ -247,16 +283,26 @@ def _duckdb(
     }
     if threads is not None:
         config["threads"] = threads
+
+    # Tables kept between measures go to a scratch database file rather than
+    # memory: DuckDB compresses them there and pages them in under the memory cap.
+    scratch = Path(temp) / f"scratch-{uuid.uuid4().hex}.duckdb"
+    cleanup.append(lambda: _remove_scratch(scratch))
     try:
-        con = ibis.duckdb.connect(**config)
+        con = ibis.duckdb.connect(str(scratch), **config)
     except Exception as exc:  # duckdb raises its own error types for bad settings
         raise InputError(
             f"DuckDB refused memory_limit={memory_limit!r} threads={threads!r}: {exc}; "
             "a memory limit looks like '512MB' or '2GB'"
         ) from exc
     con.raw_sql("SET TimeZone='UTC'")
-    cleanup.insert(0, con.disconnect)
+    cleanup.append(con.disconnect)  # steps run last to first: disconnect first
     return con, cleanup
+
+
+def _remove_scratch(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
 
 
 def _read_table(

@@ -39,11 +39,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from codegen_forensics.analysis._events import (
-    FAILURE_STATUSES,
-    UNUSABLE_DECODES,
-    events,
-)
+from codegen_forensics.analysis._events import events, is_failure, keyed_events
 from codegen_forensics.analysis._util import UTC_TIMESTAMP, bucket, ints, sort_frame
 from codegen_forensics.analysis.context import Analysis, Source, check_source
 from codegen_forensics.errors import InputError
@@ -75,9 +71,20 @@ _SUMMARY_KEYS = ("operation", "request_topic", "hour", "day")
 
 
 def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
-    """The per-request expression behind :func:`request_response`."""
-    ev = events(a, check_source(source))
-    ev = ev.filter(ev.decode_status.isnull() | ~ev.decode_status.isin(UNUSABLE_DECODES))
+    """The per-request expression behind :func:`request_response`.
+
+    The rows are computed once per analysis and kept; ``hour`` and ``day`` are
+    derived on reading.
+    """
+    source = check_source(source)
+    out = a.materialise(f"request_response:{source}", lambda: _request_rows(a, source))
+    return out.mutate(
+        hour=bucket(out.request_time, "h"), day=bucket(out.request_time, "D")
+    )
+
+
+def _request_rows(a: Analysis, source: Source) -> ir.Table:
+    ev = keyed_events(a, source)
     requests = ev.filter(ev.category == "request")
     responses = ev.filter((ev.category == "response") & ev.correlation_id.notnull())
 
@@ -91,10 +98,7 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         session_id=keyed.session_id.min(),
         clean_requests=keyed.count(where=clean),
     )
-    failures = ev.filter(
-        ev.correlation_id.notnull()
-        & (ev.is_dlq | ((ev.category != "request") & ev.status.isin(FAILURE_STATUSES)))
-    )
+    failures = ev.filter(is_failure(ev))
     failed = failures.group_by(failed_id=failures.correlation_id).aggregate(
         dead_letters=failures.count()
     )
@@ -162,10 +166,7 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
         dead_lettered=ibis.literal(False),
         poison=~(loose.decode_status.isnull() | (loose.decode_status == "ok")),
     )
-    out = with_id.union(without_id.cast(with_id.schema()))
-    return out.mutate(
-        hour=bucket(out.request_time, "h"), day=bucket(out.request_time, "D")
-    )
+    return with_id.union(without_id.cast(with_id.schema()))
 
 
 def request_response(a: Analysis, source: Source = "topics") -> pd.DataFrame:
@@ -243,8 +244,7 @@ def orphan_responses(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     request carries), without_correlation_id. A request outside the snapshot's
     window also leaves its response here.
     """
-    ev = events(a, check_source(source))
-    ev = ev.filter(ev.decode_status.isnull() | ~ev.decode_status.isin(UNUSABLE_DECODES))
+    ev = keyed_events(a, check_source(source))
     requests = ev.filter((ev.category == "request") & ev.correlation_id.notnull())
     ids = requests.select("correlation_id").distinct()
     responses = ev.filter(ev.category == "response")

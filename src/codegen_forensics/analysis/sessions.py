@@ -51,7 +51,16 @@ logger = logging.getLogger(__name__)
 
 
 def session_table(a: Analysis, source: Source = "topics") -> ir.Table:
-    """The per-session expression behind :func:`session_durations`."""
+    """The per-session expression behind :func:`session_durations`.
+
+    The rows are computed once per analysis and kept, so every session measure
+    reads them rather than the snapshot's files.
+    """
+    source = check_source(source)
+    return a.materialise(f"sessions:{source}", lambda: _session_rows(a, source))
+
+
+def _session_rows(a: Analysis, source: Source) -> ir.Table:
     ev = events(a, source).filter(lambda t: t.session_id.notnull())
     is_success = ev.status.isin(SUCCESS_STATUSES)
     is_failure = ev.status.isin(FAILURE_STATUSES)
