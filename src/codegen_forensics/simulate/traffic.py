@@ -48,7 +48,6 @@ from codegen_forensics.events.schemas import (
     CodegenStatusEvent,
     CodegenValidationRequest,
     CodegenValidationResponse,
-    format_timestamp,
 )
 from codegen_forensics.events.topics import OPERATIONS, TopicCatalog
 from codegen_forensics.simulate import content
@@ -67,6 +66,13 @@ from codegen_forensics.simulate.truth import (
     UnansweredRequest,
     UnfinishedSession,
     iso,
+)
+from codegen_forensics.simulate.wire import (
+    Payload,
+    PayloadCheck,
+    check_payload,
+    encode,
+    timestamp_text,
 )
 
 __all__ = [
@@ -97,15 +103,27 @@ _STEPS = (
 
 Role = Literal["request", "response", "status", "duplicate", "dlq", "poison"]
 EventLogRow = dict[str, Any]
+# The keys of every row, in order: the worker process sends rows as value tuples.
+_ROW_KEYS = (
+    "session_id",
+    "correlation_id",
+    "event_type",
+    "topic",
+    "timestamp",
+    "status",
+    "processing_time_ms",
+    "payload",
+    "metadata",
+)
 
 
 class SimMessage:
     """One Kafka message as the simulator emits it.
 
-    ``event`` is the validated event for messages that are one (sent through the
-    producer's ``publish``); poison and dead-letter messages are raw bytes only.
-    ``offset`` is the message's offset on a fresh topic. ``info`` holds what the
-    ground truth needs to know about it.
+    ``event`` is the validated event for messages that are one, kept only when the
+    sink asks for events (a producer that validates them again); poison and
+    dead-letter messages are raw bytes only. ``offset`` is the message's offset on a
+    fresh topic. ``info`` holds what the ground truth needs to know about it.
     """
 
     __slots__ = (
@@ -147,6 +165,44 @@ class SimMessage:
             f"SimMessage(topic={self.topic!r}, partition={self.partition}, "
             f"offset={self.offset}, role={self.role!r})"
         )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A flat tuple pickles in a quarter of the time the slots' state would
+        # take: the worker process hands over every message this way.
+        return (
+            _restore_message,
+            (
+                self.topic,
+                self.key,
+                self.value,
+                self.timestamp_ms,
+                self.role,
+                self.event,
+                self.info,
+                self.headers,
+                self.partition,
+                self.offset,
+            ),
+        )
+
+
+def _restore_message(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    timestamp_ms: int,
+    role: Role,
+    event: CodegenEvent | None,
+    info: Any,
+    headers: list[tuple[str, bytes | None]] | None,
+    partition: int,
+    offset: int,
+) -> SimMessage:
+    message = SimMessage(topic, key, value, timestamp_ms, role, event, info)
+    message.headers = headers
+    message.partition = partition
+    message.offset = offset
+    return message
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:
@@ -248,6 +304,10 @@ class _Session:
         self.abandons = (
             self.config.has("unfinished") and rng.random() < self.config.unfinished_rate
         )
+        # Rows nobody wants are only counted into the truth.
+        self.rows_skipped = 0
+        # The rows of one message share its payload text (one string to pickle).
+        self._payload: tuple[bytes | None, str] = (None, "")
 
     # -- emitting ---------------------------------------------------------------
 
@@ -257,16 +317,21 @@ class _Session:
     def message(
         self,
         topic: str,
-        event: CodegenEvent | None,
+        event: Payload | None,
         timestamp_ms: int,
         role: Role,
         *,
         value: bytes | None = None,
         info: Any = None,
     ) -> SimMessage:
+        model = None
         if event is not None:
-            value = event.to_json_bytes()
-        message = SimMessage(topic, self.key, value, timestamp_ms, role, event, info)
+            value = encode(event.data)
+            if self.traffic.keep_models:
+                model = check_payload(event, value)
+            else:
+                self.traffic.check(event, value)
+        message = SimMessage(topic, self.key, value, timestamp_ms, role, model, info)
         self._add(timestamp_ms, message)
         if self.first_ms is None or timestamp_ms < self.first_ms:
             self.first_ms = timestamp_ms
@@ -281,11 +346,17 @@ class _Session:
         topic: str,
         timestamp_ms: int,
         status: str,
-        payload: str,
+        payload: bytes | None,
         metadata: dict[str, Any],
         correlation_id: str | None,
         processing_time_ms: int | None = None,
     ) -> None:
+        if not self.traffic.want_rows:
+            self.traffic.truth.count_row(event_type, status)
+            self.rows_skipped += 1
+            return
+        if self._payload[0] is not payload:
+            self._payload = (payload, _text(payload))
         self._add(
             timestamp_ms,
             {
@@ -296,7 +367,7 @@ class _Session:
                 "timestamp": _dt(timestamp_ms),
                 "status": status,
                 "processing_time_ms": processing_time_ms,
-                "payload": payload,
+                "payload": self._payload[1],
                 "metadata": metadata,
             },
         )
@@ -328,13 +399,17 @@ class _Session:
         message: str,
         metadata: dict[str, Any],
     ) -> None:
-        event = CodegenStatusEvent(
-            session_id=self.session_id,
-            status=status,
-            progress_percentage=progress,
-            message=message,
-            metadata=metadata,
-            timestamp=_dt(t),
+        event = Payload(
+            CodegenStatusEvent,
+            {
+                "session_id": self.sid,
+                "timestamp": timestamp_text(t),
+                "schema_version": "1.0",
+                "status": status,
+                "progress_percentage": float(progress),
+                "message": message,
+                "metadata": metadata,
+            },
         )
         topic = self.traffic.catalog.status_topic
         sent = self.message(topic, event, t, "status")
@@ -344,7 +419,7 @@ class _Session:
             topic=topic,
             timestamp_ms=t,
             status=log_status,
-            payload=_text(sent.value),
+            payload=sent.value,
             metadata={
                 "source": "omniclaude",
                 "destination": "monitoring",
@@ -499,11 +574,10 @@ class _Session:
         traffic = self.traffic
         config = self.config
         topics = traffic.catalog.for_operation(operation)
-        correlation = _uuid(rng)
-        cid = str(correlation)
-        event = self._request_event(operation, correlation, t, attempt)
+        cid = str(_uuid(rng))
+        event = self._request_event(operation, cid, t, attempt)
         sent = self.message(topics.request, event, t, "request", info=operation)
-        payload = _text(sent.value)
+        payload = sent.value
         self.row(
             event_type="request",
             topic=topics.request,
@@ -568,11 +642,11 @@ class _Session:
                 took += rng.randint(20, 500) + 1000 * 2**number
             traffic.truth.retried += 1
         answered = consumed + took
-        response = self._response_event(operation, correlation, answered, took, valid)
+        response = self._response_event(operation, cid, answered, took, valid)
         message = self.message(
             topics.response, response, answered, "response", info=(operation, took)
         )
-        response_payload = _text(message.value)
+        response_payload = message.value
         self.row(
             event_type="response",
             topic=topics.response,
@@ -623,7 +697,7 @@ class _Session:
         return _Outcome(True, received, valid)
 
     def dead_letter(
-        self, operation: str, event: CodegenEvent, cid: str, consumed: int
+        self, operation: str, event: Payload, cid: str, consumed: int
     ) -> None:
         """Fail every attempt, dead-letter the request and fail the session."""
         rng = self.rng
@@ -683,7 +757,7 @@ class _Session:
             topic=dlq_topic,
             timestamp_ms=dlq_at,
             status="failed",
-            payload=_text(value),
+            payload=value,
             metadata={
                 "source": "omniarchon",
                 "retries": failures.max_retries,
@@ -706,51 +780,70 @@ class _Session:
     # -- events -----------------------------------------------------------------
 
     def _request_event(
-        self, operation: str, correlation: UUID, t: int, attempt: int
-    ) -> CodegenEvent:
+        self, operation: str, correlation: str, t: int, attempt: int
+    ) -> Payload:
         return request_event(
-            self.rng, self.topic, operation, self.session_id, correlation, t, attempt
+            self.rng, self.topic, operation, self.sid, correlation, t, attempt
         )
 
     def _response_event(
-        self, operation: str, correlation: UUID, t: int, took: int, valid: bool
-    ) -> CodegenEvent:
+        self, operation: str, correlation: str, t: int, took: int, valid: bool
+    ) -> Payload:
+        # The draws happen in the order the fields are filled in; the dicts list
+        # the fields in the models' order.
         rng = self.rng
         topic = self.topic
-        when = _dt(t)
-        common: dict[str, Any] = {
+        head = {
+            "session_id": self.sid,
+            "timestamp": timestamp_text(t),
+            "schema_version": "1.0",
             "correlation_id": correlation,
-            "session_id": self.session_id,
-            "processing_time_ms": took,
-            "timestamp": when,
         }
         if operation == "analyze":
-            return CodegenAnalysisResponse(
-                analysis_result=content.analysis_result(rng, topic),
-                confidence=round(rng.uniform(0.6, 0.99), 3),
-                **common,
+            analysis = content.analysis_result(rng, topic)
+            return Payload(
+                CodegenAnalysisResponse,
+                {
+                    **head,
+                    "analysis_result": analysis,
+                    "confidence": round(rng.uniform(0.6, 0.99), 3),
+                    "processing_time_ms": took,
+                },
             )
         if operation == "validate":
             quality = rng.uniform(0.75, 0.98) if valid else rng.uniform(0.3, 0.7)
-            return CodegenValidationResponse(
-                validation_result=content.validation_result(rng, valid),
-                quality_score=round(quality, 3),
-                onex_compliance_score=round(min(1.0, quality + 0.05), 3),
-                is_valid=valid,
-                **common,
+            return Payload(
+                CodegenValidationResponse,
+                {
+                    **head,
+                    "validation_result": content.validation_result(rng, valid),
+                    "quality_score": round(quality, 3),
+                    "onex_compliance_score": round(min(1.0, quality + 0.05), 3),
+                    "is_valid": valid,
+                    "processing_time_ms": took,
+                },
             )
         if operation == "pattern":
             count = rng.randint(1, 5)
-            return CodegenPatternResponse(
-                pattern_result=content.pattern_result(rng, topic, count),
-                total_matches=count + rng.randint(0, 12),
-                **common,
+            patterns = content.pattern_result(rng, topic, count)
+            return Payload(
+                CodegenPatternResponse,
+                {
+                    **head,
+                    "pattern_result": patterns,
+                    "total_matches": count + rng.randint(0, 12),
+                    "processing_time_ms": took,
+                },
             )
         recommendations = content.mixin_recommendations(rng, topic)
-        return CodegenMixinResponse(
-            mixin_recommendations=recommendations,
-            total_recommendations=len(recommendations),
-            **common,
+        return Payload(
+            CodegenMixinResponse,
+            {
+                **head,
+                "mixin_recommendations": recommendations,
+                "total_recommendations": len(recommendations),
+                "processing_time_ms": took,
+            },
         )
 
 
@@ -758,63 +851,75 @@ def request_event(
     rng: random.Random,
     topic: content.SessionTopic,
     operation: str,
-    session_id: UUID,
-    correlation: UUID,
+    session_id: str,
+    correlation: str,
     t: int,
     attempt: int = 1,
-) -> CodegenEvent:
+) -> Payload:
     """A valid request of ``operation`` for a session building ``topic``."""
-    when = _dt(t)
+    head = {
+        "session_id": session_id,
+        "timestamp": timestamp_text(t),
+        "schema_version": "1.0",
+        "correlation_id": correlation,
+    }
     if operation == "analyze":
-        return CodegenAnalysisRequest(
-            correlation_id=correlation,
-            session_id=session_id,
-            prd_content=content.prd_content(rng, topic),
-            analysis_type=rng.choices(
-                ("full", "requirements", "architecture"), (0.7, 0.2, 0.1)
-            )[0],
-            workspace_context={
-                "project_path": topic.project,
-                "language": "python",
-                "framework": topic.framework,
+        prd = content.prd_content(rng, topic)
+        return Payload(
+            CodegenAnalysisRequest,
+            {
+                **head,
+                "prd_content": prd,
+                "analysis_type": rng.choices(
+                    ("full", "requirements", "architecture"), (0.7, 0.2, 0.1)
+                )[0],
+                "workspace_context": {
+                    "project_path": topic.project,
+                    "language": "python",
+                    "framework": topic.framework,
+                },
             },
-            timestamp=when,
         )
     if operation == "validate":
-        return CodegenValidationRequest(
-            correlation_id=correlation,
-            session_id=session_id,
-            code_content=content.code_content(rng, topic, attempt),
-            node_type=topic.node_type,
-            contracts=[
-                {
-                    "contract_type": topic.node_type,
-                    "name": f"{topic.node_name.removeprefix('Node')}Contract",
-                    "version": "1.0",
-                }
-            ],
-            validation_type=rng.choices(
-                ("full", "syntax", "compliance", "performance"), (0.7, 0.1, 0.1, 0.1)
-            )[0],
-            timestamp=when,
+        code = content.code_content(rng, topic, attempt)
+        return Payload(
+            CodegenValidationRequest,
+            {
+                **head,
+                "code_content": code,
+                "node_type": topic.node_type,
+                "contracts": [
+                    {
+                        "contract_type": topic.node_type,
+                        "name": f"{topic.node_name.removeprefix('Node')}Contract",
+                        "version": "1.0",
+                    }
+                ],
+                "validation_type": rng.choices(
+                    ("full", "syntax", "compliance", "performance"),
+                    (0.7, 0.1, 0.1, 0.1),
+                )[0],
+            },
         )
     if operation == "pattern":
-        return CodegenPatternRequest(
-            correlation_id=correlation,
-            session_id=session_id,
-            node_description=f"{topic.title} with "
-            f"{', '.join(r.lower() for r in topic.requirements[:2])}",
-            node_type=topic.node_type,
-            limit=rng.choice((3, 5, 5, 10)),
-            timestamp=when,
+        return Payload(
+            CodegenPatternRequest,
+            {
+                **head,
+                "node_description": f"{topic.title} with "
+                f"{', '.join(r.lower() for r in topic.requirements[:2])}",
+                "node_type": topic.node_type,
+                "limit": rng.choice((3, 5, 5, 10)),
+            },
         )
-    return CodegenMixinRequest(
-        correlation_id=correlation,
-        session_id=session_id,
-        requirements=list(topic.requirements),
-        node_type=topic.node_type,
-        existing_mixins=[] if rng.random() < 0.7 else ["ValidationMixin"],
-        timestamp=when,
+    return Payload(
+        CodegenMixinRequest,
+        {
+            **head,
+            "requirements": list(topic.requirements),
+            "node_type": topic.node_type,
+            "existing_mixins": [] if rng.random() < 0.7 else ["ValidationMixin"],
+        },
     )
 
 
@@ -826,7 +931,7 @@ def _text(value: bytes | None) -> str:
 def _dlq_body(
     shape: str,
     variant: str,
-    event: CodegenEvent,
+    event: Payload,
     error: content.ErrorText,
     *,
     source_topic: str,
@@ -837,7 +942,7 @@ def _dlq_body(
     key: str,
 ) -> bytes | dict[str, Any]:
     """A dead-letter message in one of the four shapes seen in the wild."""
-    original = event.model_dump(mode="json")
+    original = event.data
     correlation = original.get("correlation_id")
     if shape == "envelope":
         return DLQEnvelope(
@@ -859,11 +964,11 @@ def _dlq_body(
             "envelope_version": "1.0",
             "correlation_id": correlation,
             "event_type": event.event_name,
-            "timestamp": format_timestamp(_dt(failed_at)),
+            "timestamp": timestamp_text(failed_at),
             "payload": original,
             "error": f"{error.error_type}: {error.message}",
             "retry_count": max_retries,
-            "dlq_timestamp": format_timestamp(_dt(dlq_at)),
+            "dlq_timestamp": timestamp_text(dlq_at),
         }
     if shape == "client":
         return {
@@ -872,7 +977,7 @@ def _dlq_body(
             "original_data": original,
             "failure_reason": "max_retries_exceeded",
             "error_message": error.message,
-            "failure_timestamp": format_timestamp(_dt(dlq_at)),
+            "failure_timestamp": timestamp_text(dlq_at),
             "retry_attempts": max_retries,
         }
     if variant == "empty":
@@ -896,15 +1001,15 @@ def poison_message(
     topic_name: str,
     operation: str,
     t: int,
-    session: UUID,
+    session: str,
 ) -> tuple[bytes | None, str, str, str]:
     """A poison value for a request topic in ``session``: value, key, session and
     correlation id."""
-    correlation = _uuid(rng)
+    correlation = str(_uuid(rng))
     topic = content.session_topic(rng)
     event = request_event(rng, topic, operation, session, correlation, t)
-    data = event.model_dump(mode="json")
-    text = event.to_json_bytes().decode()
+    data = dict(event.data)
+    text = encode(event.data).decode()
     value: bytes | None
     if kind == "not_json":
         if rng.random() < 0.5:
@@ -944,14 +1049,14 @@ def poison_message(
                 "event_id": str(_uuid(rng)),
                 "event_type": event.event_name,
                 "event_timestamp": data["timestamp"],
-                "correlation_id": str(correlation),
+                "correlation_id": correlation,
                 "source_service": "omniclaude",
-                "partition_key": str(session),
+                "partition_key": session,
                 "payload": data,
                 "metadata": {"producer": "omniclaude-bridge", "attempt": 1},
             }
         )
-    return value, str(session), str(session), str(correlation)
+    return value, session, session, correlation
 
 
 # -- the whole stream --------------------------------------------------------------
@@ -992,6 +1097,10 @@ class Traffic:
         self.want_rows = rows
         self.want_messages = messages
         self.keep_events = events
+        # Events are built as JSON (see ``wire``): models only for a sink that
+        # wants them, each checked; otherwise a sample is checked.
+        self.keep_models = messages and events
+        self.check = PayloadCheck()
         self.catalog = catalog or TopicCatalog()
         self.window_start, self.window_end = config.window(now)
         self._start_ms = _ms(self.window_start)
@@ -1112,13 +1221,10 @@ class Traffic:
         if self.parallel:
             yield from self._from_worker()
             return
+        want_messages = self.want_messages
         for item in self._generate():
-            if isinstance(item, SimMessage):
-                if self.want_messages:
-                    if not self.keep_events:
-                        item.event = None
-                    yield item
-            elif self.want_rows:
+            # Rows nobody wants are never generated.
+            if want_messages or not isinstance(item, SimMessage):
                 yield item
 
     def _generate(self) -> Iterator[SimMessage | EventLogRow]:
@@ -1169,6 +1275,7 @@ class Traffic:
                     waiting.clear()
                 for when, seq, item in session.items:
                     heapq.heappush(heap, (when, position, seq, item))
+                rows += session.rows_skipped
                 done += 1
                 if self.progress is not None and done % self.progress_every == 0:
                     self.progress(Progress(done, self.config.sessions, messages, rows))
@@ -1206,7 +1313,7 @@ class Traffic:
         operation = rng.choice(OPERATIONS)
         topic = self.catalog.for_operation(operation).request
         value, key, session, correlation = poison_message(
-            rng, kind, topic, operation, t, UUID(sid)
+            rng, kind, topic, operation, t, sid
         )
         info = {
             "kind": kind,
@@ -1298,7 +1405,11 @@ class Traffic:
                 kind, payload = _read_frame(process.stdout)
                 if kind == "items":
                     progress, items = payload
-                    yield from items
+                    for item in items:
+                        if isinstance(item, SimMessage):
+                            yield item
+                        else:
+                            yield dict(zip(_ROW_KEYS, item, strict=True))
                     if self.progress is not None:
                         self.progress(progress)
                 elif kind == "end":
@@ -1358,9 +1469,9 @@ def run_worker(source: IO[bytes], sink: IO[bytes]) -> None:
             messages=options["messages"],
             events=options["events"],
         )
-        batch: list[SimMessage | EventLogRow] = []
+        batch: list[SimMessage | tuple[Any, ...]] = []
         for item in traffic:
-            batch.append(item)
+            batch.append(item if isinstance(item, SimMessage) else tuple(item.values()))
             if len(batch) >= _WORKER_BATCH:
                 write_frame(sink, "items", (latest[-1], batch))
                 batch = []

@@ -419,8 +419,12 @@ class TruthBuilder:
             )
 
     def on_row(self, row: dict[str, Any]) -> None:
+        self.count_row(row["event_type"], row["status"])
+
+    def count_row(self, event_type: str, status: str) -> None:
+        """Count one ``event_logs`` row, whether or not it was generated."""
         self.rows += 1
-        self.rows_by[f"{row['event_type']}/{row['status']}"] += 1
+        self.rows_by[f"{event_type}/{status}"] += 1
 
     # -- freezing -------------------------------------------------------------------
 
