@@ -8,15 +8,19 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codegen_forensics.errors import InputError
 from codegen_forensics.events.decode import (
     DECODED_COLUMNS,
     MessageBatch,
+    MessageDecoder,
     canonical_json,
     decode_message,
     message_row,
     messages_table,
+    parse_canonical,
 )
 from codegen_forensics.events.topics import TopicNameParser, default_parser
 from codegen_forensics.snapshot import DECODE_STATUSES, KAFKA_MESSAGES_SCHEMA
@@ -660,3 +664,154 @@ def test_custom_parser_instances_do_not_leak_between_calls() -> None:
 
     assert decoded["category"] == "unknown"
     assert decode_message(RESPONSE_TOPIC, b"{}")["category"] == "response"
+
+
+# The quick path for valid events must give the same rows as the full decoder.
+
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON_VALUES)
+def test_parse_canonical_agrees_with_json_module(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=bool(len(str(value)) % 2))
+
+    parsed = parse_canonical(text.encode())
+
+    if parsed is not None:
+        assert parsed == (json.loads(text), canonical_json(json.loads(text)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"12345678901234567890123456789",
+        b'{"n": -9223372036854775809}',
+        b'{"x": 1e-05}',
+        b"[0.00001, 1e-7, 5e-324]",
+        b"1e400",
+        b'{"a": NaN}',
+        b'"\\ud800"',
+        b"\xef\xbb\xbf{}",
+        b"[1,]",
+        b'{"a":1,"a":2}',
+    ],
+)
+def test_parse_canonical_leaves_divergent_text_to_json_module(text: bytes) -> None:
+    parsed = parse_canonical(text)
+
+    if parsed is not None:
+        assert parsed == (json.loads(text), canonical_json(json.loads(text)))
+
+
+_EVENT_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "session_id": st.sampled_from([SESSION, SESSION.upper(), "x", 5]),
+        "correlation_id": st.sampled_from([CORRELATION, "{" + CORRELATION + "}"]),
+        "timestamp": st.sampled_from(
+            [
+                "2025-10-14T10:30:00.250000Z",
+                "2025-10-14T10:30:00+02:00",
+                "2025-10-14T10:30:00",
+                "yesterday",
+                1760437800,
+            ]
+        ),
+        "schema_version": st.sampled_from(["1.0", "2.0", 1, None]),
+        "prd_content": st.text(max_size=8),
+        "analysis_type": st.sampled_from(["full", "architecture", "bogus"]),
+        "workspace_context": _JSON_VALUES,
+        "analysis_result": _JSON_VALUES,
+        "confidence": st.floats(-1, 2) | st.just(1e-7),
+        "processing_time_ms": st.integers(-5, 2**65),
+        "status": st.sampled_from(["analyzing", "completed", "nope"]),
+        "progress_percentage": st.floats(0, 100),
+        "message": st.text(max_size=5),
+        "extra": st.integers(),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    topic=st.sampled_from(
+        [
+            "omninode_codegen_request_analyze_v1",
+            RESPONSE_TOPIC,
+            STATUS_TOPIC,
+            DLQ_TOPIC,
+            "payments",
+        ]
+    ),
+    event=_EVENT_FIELDS,
+    wrap=st.sampled_from(["plain", "twice", "envelope"]),
+)
+def test_message_decoder_quick_path_matches_full_decoder(
+    topic: str, event: dict[str, Any], wrap: str
+) -> None:
+    value: Any = event
+    if wrap == "twice":
+        value = json.dumps(event)
+    elif wrap == "envelope":
+        value = {"envelope_version": "1", "payload": event}
+    raw = encode(value)
+
+    quick = MessageDecoder().decode(topic, raw)
+
+    assert quick == MessageDecoder(fast=False).decode(topic, raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(
+            ["timestamp", "confidence", "analysis_result", "processing_time_ms"]
+        ),
+        st.sampled_from(
+            [
+                "2025-10-14T10:30:00.250000+00:00",
+                "2025-10-14T10:30:00",
+                0.5,
+                1e-9,
+                0,
+                2**64,
+                -(2**64),
+                {"deep": [1.5, 1e-6, 10**20, None, "ü"]},
+                {"n": 123456789.125},
+            ]
+        ),
+        max_size=2,
+    )
+)
+def test_message_decoder_quick_path_matches_on_nearly_valid_events(
+    changes: dict[str, Any],
+) -> None:
+    raw = encode(response_event(**changes))
+
+    quick = MessageDecoder().decode(RESPONSE_TOPIC, raw)
+
+    assert quick == MessageDecoder(fast=False).decode(RESPONSE_TOPIC, raw)
+
+
+def test_message_decoder_quick_path_gives_the_documented_valid_row() -> None:
+    raw = encode(response_event())
+
+    assert MessageDecoder().decode(RESPONSE_TOPIC, raw) == MessageDecoder(
+        fast=False
+    ).decode(RESPONSE_TOPIC, raw)
+    assert parse_canonical(raw) == (response_event(), EXPECTED_PAYLOAD)
