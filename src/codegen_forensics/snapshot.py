@@ -45,6 +45,7 @@ __all__ = [
     "KAFKA_MESSAGES_SCHEMA",
     "KAFKA_PARTITIONS_SCHEMA",
     "MANIFEST_NAME",
+    "ParquetPartWriter",
     "Snapshot",
     "SnapshotWriter",
     "conform",
@@ -237,6 +238,50 @@ def write_parquet_file(
         "bytes": path.stat().st_size,
         "sha256": _sha256(path),
     }
+
+
+class ParquetPartWriter:
+    """One Parquet file written a row group at a time, appearing only when closed.
+
+    For files too large to hold in memory at once: each :meth:`write` adds the
+    batch as one row group to a hidden temporary file in the target directory, and
+    :meth:`close` renames it and returns its manifest entry, like
+    :func:`write_parquet_file`. A file never closed leaves only the temporary name.
+    """
+
+    def __init__(self, root: Path, relative: str, schema: pa.Schema) -> None:
+        self.root = Path(root)
+        self.relative = relative
+        self.rows = 0
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> dict[str, Any]:
+        try:
+            self._writer.close()
+            os.replace(self._tmp, self._path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+        return {
+            "path": self.relative,
+            "rows": self.rows,
+            "bytes": self._path.stat().st_size,
+            "sha256": _sha256(self._path),
+        }
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
 
 @dataclass

@@ -53,9 +53,10 @@ from codegen_forensics.events.topics import (
 from codegen_forensics.settings import KafkaSettings
 from codegen_forensics.snapshot import (
     CONSUMER_OFFSETS_SCHEMA,
+    KAFKA_MESSAGES_SCHEMA,
     KAFKA_PARTITIONS_SCHEMA,
+    ParquetPartWriter,
     SnapshotWriter,
-    write_parquet_file,
 )
 
 __all__ = [
@@ -359,12 +360,23 @@ def _plan(
         raise KafkaError(
             f"broker at {settings.describe()} does not answer: {exc}"
         ) from exc
-    chosen, missing = select_topics(
-        metadata.topics,
-        options.topics,
-        catalog_prefix=options.catalog_prefix,
-        parser=parser,
-    )
+    # A topic created a moment ago can be missing from the first metadata answer:
+    # ask again for a few seconds before saying that a named topic does not exist.
+    deadline = time.monotonic() + min(options.timeout_s, 5.0)
+    while True:
+        try:
+            chosen, missing = select_topics(
+                metadata.topics,
+                options.topics,
+                catalog_prefix=options.catalog_prefix,
+                parser=parser,
+            )
+            break
+        except InputError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+            metadata = admin.list_topics(timeout=options.timeout_s)
     metadata = _settled_metadata(admin, metadata, list(chosen), options.timeout_s)
     partitions = [
         TopicPartition(topic, p)
@@ -455,22 +467,116 @@ def _plan(
 
 # Reading partitions (in this process or in worker processes).
 
+# Rows of a partition are decoded and written as one Parquet row group once this
+# many are pending (or this many value bytes), and when their chunk closes. The
+# points depend only on the partition's contents, so files are the same from run
+# to run, and a reader holds at most this much per open partition.
+_GROUP_ROWS = 8192
+_GROUP_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class _OpenChunk:
+    """The chunk being written for one partition: a file per day, and its totals."""
+
+    files: dict[str, ParquetPartWriter] = field(default_factory=dict)
+    rows: int = 0
+    first: int | None = None
+    last: int | None = None
+    key_bytes: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    dlq_unknown: int = 0
+    timestamp_min: datetime | None = None
+    timestamp_max: datetime | None = None
+
+    def abort(self) -> None:
+        for part in self.files.values():
+            part.abort()
+        self.files.clear()
+
 
 @dataclass
 class _PartitionState:
     task: PartitionTask
     batch: MessageBatch
-    # Rows of the open chunk already converted to Arrow (compact), and their sizes.
-    converted: list[pa.RecordBatch] = field(default_factory=list)
+    chunk: _OpenChunk = field(default_factory=_OpenChunk)
+    # Raw fields of the messages not yet decoded, in offset order.
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
+    headers: list[Any] = field(default_factory=list)
+    pending_bytes: int = 0
     chunk_rows: int = 0
     chunk_bytes: int = 0
     first_seen: int | None = None
     done: bool = False
 
-    def compact(self) -> None:
-        """Move the pending Python rows into an Arrow batch."""
-        if len(self.batch):
-            self.converted.append(self.batch.to_batch())
+    def flush(self, root: Path) -> None:
+        """Decode the pending messages and write them as a row group per day."""
+        if not self.offsets:
+            return
+        task = self.task
+        self.batch.extend(
+            task.topic,
+            task.partition,
+            self.offsets,
+            self.values,
+            keys=self.keys,
+            timestamps=self.stamps,
+            timestamp_types=self.kinds,
+            headers=self.headers,
+        )
+        self.offsets, self.values, self.keys = [], [], []
+        self.stamps, self.kinds, self.headers = [], [], []
+        self.pending_bytes = 0
+        _add_to_chunk(root, task, self.chunk, self.batch.to_batch())
+
+
+def _add_to_chunk(
+    root: Path, task: PartitionTask, chunk: _OpenChunk, batch: pa.RecordBatch
+) -> None:
+    offsets = batch.column("offset")
+    timestamps = batch.column("timestamp")
+    days = _day_of(timestamps)
+    unique = sorted(pc.unique(days).to_pylist())
+    for day in unique:
+        part = batch if len(unique) == 1 else batch.filter(pc.equal(days, day))
+        writer = chunk.files.get(day)
+        if writer is None:
+            # Named by the first offset of the day in the chunk, as before.
+            first = part.column("offset")[0].as_py()
+            relative = (
+                f"kafka/topic={task.topic}/day={day}/"
+                f"part-{task.partition:05d}-{first:020d}.parquet"
+            )
+            writer = chunk.files[day] = ParquetPartWriter(
+                root, relative, KAFKA_MESSAGES_SCHEMA
+            )
+        writer.write(part)
+
+    if chunk.first is None:
+        chunk.first = offsets[0].as_py()
+    chunk.last = offsets[-1].as_py()
+    chunk.rows += batch.num_rows
+    chunk.key_bytes += pc.sum(batch.column("key_size")).as_py() or 0
+    for entry in pc.value_counts(batch.column("decode_status")).to_pylist():
+        chunk.statuses[entry["values"]] += entry["counts"]
+    chunk.dlq_unknown += (
+        pc.sum(pc.equal(batch.column("dlq_shape"), "unknown")).as_py() or 0
+    )
+    span = pc.min_max(timestamps).as_py()
+    chunk.timestamp_min = _earliest(chunk.timestamp_min, span["min"])
+    chunk.timestamp_max = _latest(chunk.timestamp_max, span["max"])
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _consumer_config(
@@ -487,7 +593,9 @@ def _consumer_config(
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
             "isolation.level": isolation_level,
-            "queued.max.messages.kbytes": 65536,
+            # The client's prefetch queue is the other half of a reader's memory;
+            # 16 MB keeps the reader ahead of decoding on a local broker.
+            "queued.max.messages.kbytes": 16384,
             "fetch.wait.max.ms": 100,
         }
     )
@@ -502,49 +610,30 @@ def _day_of(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _write_chunk(
     root: Path, state: _PartitionState, next_offset: int
 ) -> dict[str, Any] | None:
-    """Write the partition's open chunk (one file per day) and start a new one."""
-    state.compact()
-    if not state.converted:
-        return None
+    """Finish the partition's open chunk (one file per day) and start a new one."""
+    state.flush(root)
+    chunk = state.chunk
     value_bytes = state.chunk_bytes
-    table = pa.Table.from_batches(state.converted)
-    state.converted, state.chunk_rows, state.chunk_bytes = [], 0, 0
+    state.chunk, state.chunk_rows, state.chunk_bytes = _OpenChunk(), 0, 0
+    if not chunk.rows:
+        return None
     task = state.task
-    offsets = table.column("offset")
-    days = _day_of(table.column("timestamp"))
-    files = []
-    for day in sorted(pc.unique(days).to_pylist()):
-        part = (
-            table
-            if pc.count_distinct(days).as_py() == 1
-            else table.filter(pc.equal(days, day))
-        )
-        first = pc.min(part.column("offset")).as_py()
-        relative = (
-            f"kafka/topic={task.topic}/day={day}/"
-            f"part-{task.partition:05d}-{first:020d}.parquet"
-        )
-        files.append(write_parquet_file(root, relative, part))
-    statuses = pc.value_counts(table.column("decode_status")).to_pylist()
-    span = pc.min_max(table.column("timestamp")).as_py()
-    key_sizes = pc.sum(table.column("key_size")).as_py() or 0
-    chunk = {
+    files = [chunk.files[day].close() for day in sorted(chunk.files)]
+    return {
         "topic": task.topic,
         "partition": task.partition,
-        "first": pc.min(offsets).as_py(),
-        "last": pc.max(offsets).as_py(),
+        "first": chunk.first,
+        "last": chunk.last,
         "next": next_offset,
-        "rows": table.num_rows,
+        "rows": chunk.rows,
         "value_bytes": value_bytes,
-        "key_bytes": key_sizes,
-        "statuses": {s["values"]: s["counts"] for s in statuses},
-        "dlq_unknown": pc.sum(pc.equal(table.column("dlq_shape"), "unknown")).as_py()
-        or 0,
-        "timestamp_min": _iso(span["min"]),
-        "timestamp_max": _iso(span["max"]),
+        "key_bytes": chunk.key_bytes,
+        "statuses": dict(chunk.statuses),
+        "dlq_unknown": chunk.dlq_unknown,
+        "timestamp_min": _iso(chunk.timestamp_min),
+        "timestamp_max": _iso(chunk.timestamp_max),
         "files": files,
     }
-    return chunk
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -568,10 +657,10 @@ def read_partitions(
 ) -> None:
     """Read partitions from their start up to their captured end, writing chunks.
 
-    At most ``in_flight`` partitions are assigned at once, so memory is bounded by
-    that many open chunks whatever the number of partitions. ``emit`` receives
-    ``("chunk", chunk)`` for every chunk written and ``("partition", key, info)``
-    when a partition is finished.
+    At most ``in_flight`` partitions are assigned at once, and each holds at most
+    one row group of undecoded messages, so memory is bounded whatever the size of
+    the topics. ``emit`` receives ``("chunk", chunk)`` for every chunk written and
+    ``("partition", key, info)`` when a partition is finished.
     """
     waiting: list[PartitionTask] = []
     for task in tasks:
@@ -583,7 +672,7 @@ def read_partitions(
         return
     waiting.reverse()
     states: dict[tuple[str, int], _PartitionState] = {}
-    compact_every = min(chunk_rows, 8192)
+    group_rows = min(chunk_rows, _GROUP_ROWS)
 
     consumer = Consumer(_consumer_config(client_config, isolation_level))
     eof_code = ClientKafkaError._PARTITION_EOF
@@ -606,64 +695,52 @@ def read_partitions(
             messages: list[Any] = consumer.consume(num_messages=10_000, timeout=0.5)
             if messages:
                 last_progress = time.monotonic()
+            # Messages come in runs from one partition: look its state up per run.
+            current: tuple[str, int] | None = None
+            state: _PartitionState | None = None
             for message in messages:
                 error = message.error()
-                topic = message.topic()
-                partition = message.partition()
-                state = states.get((topic, partition))
                 if error is not None:
-                    if error.code() == eof_code:
-                        if (
-                            state is not None
-                            and message.offset() >= state.task.end_offset
-                        ):
-                            logger.debug(
-                                "end of partition topic=%s partition=%s offset=%s",
-                                topic,
-                                partition,
-                                message.offset(),
-                            )
-                            state.done = True
-                        continue
-                    raise KafkaError(
-                        f"reading topic={topic} partition={partition} failed: "
-                        f"{error.str()}"
-                    )
+                    state = states.get((message.topic(), message.partition()))
+                    current = None
+                    _on_error(message, error, state, eof_code)
+                    continue
+                slot = (message.topic(), message.partition())
+                if slot != current:
+                    current, state = slot, states.get(slot)
                 if state is None or state.done:
                     continue
                 offset = message.offset()
                 if offset >= state.task.end_offset:
                     logger.debug(
                         "past the captured end topic=%s partition=%s offset=%s",
-                        topic,
-                        partition,
+                        slot[0],
+                        slot[1],
                         offset,
                     )
                     state.done = True
                     continue
                 if state.first_seen is None:
                     state.first_seen = offset
-                kind, millis = message.timestamp()
                 value = message.value()
-                batch = state.batch
-                batch.append(
-                    topic,
-                    partition,
-                    offset,
-                    value,
-                    key=message.key(),
-                    timestamp=millis,
-                    timestamp_type=kind,
-                    headers=message.headers(),
-                )
+                kind, millis = message.timestamp()
+                state.offsets.append(offset)
+                state.values.append(value)
+                state.keys.append(message.key())
+                state.stamps.append(millis)
+                state.kinds.append(kind)
+                state.headers.append(message.headers())
+                size = 0 if value is None else len(value)
+                state.pending_bytes += size
+                state.chunk_bytes += size
                 state.chunk_rows += 1
-                if value is not None:
-                    state.chunk_bytes += len(value)
                 if state.chunk_rows >= chunk_rows or state.chunk_bytes >= chunk_bytes:
-                    chunk = _write_chunk(root, state, offset + 1)
-                    emit(("chunk", chunk))
-                elif len(batch) >= compact_every:
-                    state.compact()
+                    emit(("chunk", _write_chunk(root, state, offset + 1)))
+                elif (
+                    len(state.offsets) >= group_rows
+                    or state.pending_bytes >= _GROUP_BYTES
+                ):
+                    state.flush(root)
 
             # Stop on the consumer's position: it passes transaction markers and
             # aborted records that are never delivered.
@@ -704,7 +781,28 @@ def read_partitions(
                     "broker reachable?"
                 )
     finally:
+        for state in states.values():
+            state.chunk.abort()
         consumer.close()
+
+
+def _on_error(
+    message: Any, error: Any, state: _PartitionState | None, eof_code: int
+) -> None:
+    """End a partition on its end-of-partition event; raise on any other error."""
+    if error.code() != eof_code:
+        raise KafkaError(
+            f"reading topic={message.topic()} partition={message.partition()} "
+            f"failed: {error.str()}"
+        )
+    if state is not None and message.offset() >= state.task.end_offset:
+        logger.debug(
+            "end of partition topic=%s partition=%s offset=%s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        )
+        state.done = True
 
 
 def _worker_main(
