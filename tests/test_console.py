@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+import pandas as pd
 import pytest
 from confluent_kafka.admin import AdminClient
+from rich.console import Console
 from typer.testing import CliRunner
 
-from codegen_forensics.cli import app
+from codegen_forensics.cli import _targets_table, app
 from codegen_forensics.events.topics import TopicCatalog
 
 runner = CliRunner()
@@ -85,3 +87,25 @@ def test_cli_topics_help_names_both_commands() -> None:
     assert result.exit_code == 0
     assert "create" in result.output
     assert "check" in result.output
+
+
+def test_cli_targets_table_shows_a_dash_for_no_offenders() -> None:
+    targets = pd.DataFrame(
+        {
+            "target": ["dlq_count", "dlq_rate"],
+            "measured": [6.0, 0.0035],
+            "unit": ["messages", "fraction"],
+            "comparison": ["<=", "<"],
+            "threshold": [10.0, 0.01],
+            "status": ["met", "met"],
+            "worst_offenders": [float("nan"), "topic_a (1.70%)"],
+        }
+    )
+    console = Console(width=200, record=True)
+    console.print(_targets_table(targets))
+    text = console.export_text()
+    assert "nan" not in text
+    assert "6 messages" in text
+    assert "<= 10 messages" in text
+    assert "0.35%" in text
+    assert "topic_a (1.70%)" in text

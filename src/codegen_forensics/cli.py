@@ -509,6 +509,8 @@ def _targets_table(targets: Any) -> Table:
                 return "-"
             if unit == "fraction":
                 return f"{value:.2%}"
+            if float(value).is_integer():
+                return f"{int(value):,} {unit}"
             return f"{value:,.2f} {unit}"
 
         status = str(row.status)
@@ -517,9 +519,16 @@ def _targets_table(targets: Any) -> Table:
             show(row.measured),
             f"{row.comparison} {show(row.threshold)}",
             f"[{colours[status]}]{status}[/]" if status in colours else status,
-            str(row.worst_offenders or "-"),
+            _offenders(row.worst_offenders),
         )
     return table
+
+
+def _offenders(value: Any) -> str:
+    """The worst offenders cell: a dash for none (None, NaN or empty)."""
+    if value is None or (isinstance(value, float) and value != value) or not value:
+        return "-"
+    return str(value)
 
 
 def _write_tables(tables: dict[str, Any], out: Path, formats: str) -> int:
@@ -652,7 +661,7 @@ SnapshotDirOption = Annotated[
     Path, typer.Option("--snapshot", help="A complete snapshot directory.")
 ]
 ReportOutOption = Annotated[
-    Path, typer.Option("--out", help="Directory for the report and its tables.")
+    Path, typer.Option("--out", help="Directory for the report and its files.")
 ]
 RedactionOption = Annotated[
     str,
@@ -686,12 +695,24 @@ ThresholdsOption = Annotated[
 ]
 
 
+def _iso_time(text: str) -> object:
+    """An ISO 8601 time from a report record as a datetime; other text as it is."""
+    if len(text) < 19 or text[4:5] != "-" or text[10:11] not in ("T", " "):
+        return text
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return text
+
+
 def _report_done(result: object) -> None:
-    from codegen_forensics.report.display import format_value
+    from codegen_forensics.report.display import format_value, label
     from codegen_forensics.report.run import ReportResult
 
     assert isinstance(result, ReportResult)
     table = Table(title="Report", show_header=False)
+    if result.snapshot is not None:
+        table.add_row("snapshot", str(result.snapshot))
     table.add_row("HTML", str(result.html))
     if result.pdf:
         table.add_row("PDF", str(result.pdf))
@@ -702,7 +723,10 @@ def _report_done(result: object) -> None:
     if result.replay:
         table.add_row("replay candidates", str(result.replay))
     for key, value in result.headline().items():
-        table.add_row(key.replace("_", " "), format_value(key, value))
+        if isinstance(value, str):
+            value = _iso_time(value)
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        table.add_row(label(key, numeric), format_value(key, value))
     emit(table)
     # The path alone on the last line, for scripts.
     console.print(str(result.html), highlight=False, soft_wrap=True)
@@ -791,12 +815,17 @@ def review_command(
         str | None,
         typer.Option(
             "--bootstrap-servers",
+            envvar="FORENSICS_BOOTSTRAP_SERVERS",
             help="Snapshot this Kafka first (SASL/SSL from FORENSICS_KAFKA_*).",
         ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Snapshot this Postgres first."),
+        typer.Option(
+            "--database-url",
+            envvar="FORENSICS_DATABASE_URL",
+            help="Snapshot this Postgres first.",
+        ),
     ] = None,
     prefix: PrefixOption = "",
     schema: Annotated[
@@ -805,14 +834,23 @@ def review_command(
     week: WeekOption = None,
     previous: PreviousOption = None,
     thresholds: ThresholdsOption = None,
+    overrides: Annotated[
+        Path | None,
+        typer.Option(
+            "--overrides",
+            help="YAML or JSON file splitting or merging DLQ error groups.",
+        ),
+    ] = None,
     redaction: RedactionOption = "none",
     pdf: PdfOption = False,
 ) -> None:
     """The week's DLQ review in one command.
 
     With no services named it reviews the embedded default week (a simulated week
-    written straight to a snapshot under data/, generated the first time). With
-    --bootstrap-servers and --database-url it snapshots the live systems first.
+    written straight to a snapshot under data/, generated the first time; --week
+    defaults to its Monday). With --bootstrap-servers, --database-url or both (or
+    their FORENSICS_* variables) it snapshots those live systems into
+    OUT/snapshot-<UTC time> first, then reviews that snapshot.
     """
     from codegen_forensics.report.run import review
 
@@ -827,6 +865,7 @@ def review_command(
             week=week,
             previous=previous,
             thresholds=thresholds,
+            overrides=overrides,
             redaction=redaction,
             pdf=pdf,
             topic_prefix=prefix,

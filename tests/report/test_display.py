@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from codegen_forensics.errors import InputError
-from codegen_forensics.report.display import KeyNumbers, Table, format_value, html_table
+from codegen_forensics.report.display import (
+    KeyNumbers,
+    Table,
+    format_value,
+    html_table,
+    label,
+)
 from codegen_forensics.report.weekly import week_window
 
 
@@ -94,3 +100,17 @@ def test_html_table_headers_drop_units_the_cells_carry() -> None:
     assert ">age</th>" in out
     assert ">error ms</th>" in out
     assert ">9.20 s</td>" in out
+
+
+def test_label_drops_the_unit_a_formatted_number_carries() -> None:
+    assert label("duration_ms") == "duration"
+    assert label("age_s") == "age"
+    assert label("duration_ms", numeric=False) == "duration ms"
+    assert label("dlq_messages") == "dlq messages"
+
+
+def test_key_numbers_label_durations_without_their_unit() -> None:
+    numbers = KeyNumbers("Summary", {"duration_ms": 26430.0, "tracer_status": "x"})
+    page = numbers._repr_html_()
+    assert ">duration</th><td>26.43 s</td>" in page
+    assert ">tracer status</th><td>x</td>" in page

@@ -32,6 +32,7 @@ __all__ = [
 # Error types and messages that say "try again later" rather than "this is wrong".
 TRANSIENT_ERROR = re.compile(
     r"timeout|timed out|connection ?(refused|reset|aborted|error)|"
+    r"cannot connect|connect call failed|"
     r"broker ?not ?available|unavailable|temporar|too many requests|throttl|"
     r"\b50[234]\b",
     re.IGNORECASE,

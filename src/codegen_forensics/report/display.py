@@ -25,6 +25,7 @@ __all__ = [
     "format_frame",
     "format_value",
     "html_table",
+    "label",
     "show",
 ]
 
@@ -96,8 +97,13 @@ def _is_time(series: pd.Series) -> bool:
 def header(column: str, series: pd.Series) -> str:
     """A column's title: words, not underscores; no unit suffix where the cells
     carry their own unit (durations are shown in ms or s as they fit)."""
-    name = column
-    if _is_number(series) and name.endswith(("_ms", "_s")):
+    return label(column, _is_number(series))
+
+
+def label(name: str, numeric: bool = True) -> str:
+    """A figure's name for reading: words, and no ``_ms``/``_s`` suffix on a
+    number, whose formatted value carries its own unit."""
+    if numeric and name.endswith(("_ms", "_s")):
         name = name.rsplit("_", 1)[0]
     return name.replace("_", " ")
 
@@ -193,7 +199,7 @@ class KeyNumbers:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k.replace('_', ' '))}</th>"
+            f"<tr><th style='text-align:left'>{html.escape(_key_label(k, v))}</th>"
             f"<td>{html.escape(format_value(k, v))}</td>"
             f"<td><em>{html.escape(self.notes.get(k, ''))}</em></td></tr>"
             for k, v in self.numbers.items()
@@ -206,8 +212,16 @@ class KeyNumbers:
     def __repr__(self) -> str:
         return "\n".join(
             [self.title]
-            + [f"  {k}: {format_value(k, v)}" for k, v in self.numbers.items()]
+            + [
+                f"  {_key_label(k, v)}: {format_value(k, v)}"
+                for k, v in self.numbers.items()
+            ]
         )
+
+
+def _key_label(key: str, value: Any) -> str:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    return label(key, numeric)
 
 
 @dataclass

@@ -105,7 +105,10 @@ def dlq_rate_figure(rate_by_day: pd.DataFrame, target: float = 0.01) -> Figure:
             label=short_topic(str(topic)),
         )
     ax.axhline(
-        target * 100, color="#c00000", linestyle="--", label=f"target {target:.0%}"
+        target * 100,
+        color="#c00000",
+        linestyle="--",
+        label=f"target {target * 100:g} %",
     )
     ax.set_title(title, loc="left")
     ax.set_ylabel("DLQ rate (%)")

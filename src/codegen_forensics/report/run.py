@@ -58,6 +58,7 @@ class ReportResult:
     pdf: Path | None = None
     tables: list[Path] = field(default_factory=list)
     replay: Path | None = None
+    snapshot: Path | None = None
 
     def headline(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.record.read_text())
@@ -88,7 +89,8 @@ def weekly_report(
     pdf: bool = False,
 ) -> ReportResult:
     """Run the weekly DLQ review notebook on a snapshot and export the report."""
-    # Refuse bad input here, before a kernel starts.
+    # Refuse missing input here, before a kernel starts; the notebook's setup cell
+    # reads the thresholds and overrides files and names what is wrong in them.
     Snapshot.open(snapshot)
     if previous is not None:
         Snapshot.open(previous)
@@ -128,6 +130,7 @@ def weekly_report(
         pdf=pdf_path,
         tables=sorted(tables_dir.glob("*")),
         replay=replay,
+        snapshot=Path(snapshot),
     )
 
 
@@ -170,6 +173,7 @@ def session_report(
         notebook=directory / "session_analysis.ipynb",
         record=record,
         pdf=pdf_path,
+        snapshot=Path(snapshot),
     )
 
 
@@ -222,6 +226,7 @@ def review(
     week: str | None = None,
     previous: str | os.PathLike[str] | None = None,
     thresholds: str | os.PathLike[str] | None = None,
+    overrides: str | os.PathLike[str] | None = None,
     redaction: str = "none",
     pdf: bool = False,
     topic_prefix: str = "",
@@ -229,9 +234,9 @@ def review(
 ) -> ReportResult:
     """The week's review in one call.
 
-    With live systems (``kafka`` and/or ``postgres``), they are snapshotted into
-    ``out/snapshot`` first. With a ``snapshot``, that one is used. With neither,
-    the embedded default week is.
+    With live systems (``kafka``, ``postgres`` or both), they are snapshotted into
+    ``out/snapshot-<UTC time>`` first. With a ``snapshot``, that one is used. With
+    neither, the embedded default week is, and ``week`` defaults to its Monday.
     """
     directory = Path(out)
     if kafka is not None or postgres is not None:
@@ -262,6 +267,7 @@ def review(
         week=week,
         previous=previous,
         thresholds=thresholds,
+        overrides=overrides,
         redaction=redaction,
         pdf=pdf,
     )
