@@ -414,3 +414,47 @@ def test_postgres_options_unknown_time_column_is_refused(
 
     with pytest.raises(InputError, match="time column 'when' is not a column of"):
         snapshot_postgres(tmp_path / "snap", postgres_settings, options)
+
+
+def test_snapshot_postgres_csv_stream_keeps_every_plain_type(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    # A date of 'infinity' used to stop the snapshot; it is now null, like
+    # infinite timestamps.
+    with schema_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE kinds (id int PRIMARY KEY, created_at timestamptz, "
+                "flag bool, ratio float8, blob bytea, day date, note text)"
+            )
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO kinds VALUES "
+            "(1, '2025-01-01 00:00:00.000001Z', true, 'Infinity', '\\x00ff', "
+            "'2025-10-26', E'two\\nlines, \"quoted\"'),"
+            "(2, '2025-01-02Z', false, 'NaN', '\\x', 'infinity', ''),"
+            "(3, NULL, NULL, -0.5, NULL, NULL, NULL)"
+        )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        postgres_settings,
+        PostgresSnapshotOptions(
+            schema=pg_schema, tables=("kinds",), until=datetime(2100, 1, 1, tzinfo=UTC)
+        ),
+    )
+
+    rows = read_rows(snapshot, "kinds")
+    assert [r["id"] for r in rows] == [1, 2]
+    first, second = rows
+    assert first["created_at"] == datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+    assert (first["flag"], second["flag"]) == (True, False)
+    assert first["ratio"] == float("inf")
+    assert second["ratio"] != second["ratio"]
+    assert (first["blob"], second["blob"]) == (b"\x00\xff", b"")
+    assert first["day"].isoformat() == "2025-10-26"
+    assert second["day"] is None
+    assert (first["note"], second["note"]) == ('two\nlines, "quoted"', "")

@@ -20,6 +20,7 @@ reported. A missing, empty or stale table is a finding in the manifest, not an e
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections import Counter
@@ -29,13 +30,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pv
 import sqlalchemy as sa
 from psycopg import sql
 
 from codegen_forensics.errors import InputError, PostgresError, SnapshotError
-from codegen_forensics.events.decode import canonical_json
+from codegen_forensics.events.decode import canonical_json, parse_canonical
 from codegen_forensics.settings import PostgresSettings
 from codegen_forensics.snapshot import (
     EVENT_LOGS_SCHEMA,
@@ -126,36 +129,84 @@ class _Column:
     category: str  # pg_type.typcategory: A for arrays ...
 
 
-# How each Postgres type is selected and typed: (SQL expression, COPY type, Arrow).
-def _column_plan(column: _Column) -> tuple[sql.Composable, str, pa.DataType, str]:
+# How each Postgres type is selected, read from CSV and stored: (SQL expression,
+# the Arrow type COPY's CSV text is read as, the kind of conversion after that).
+# Timestamps travel as epoch microseconds, which no session setting (DateStyle,
+# TimeZone) changes; values Arrow cannot read from CSV travel as text or JSON.
+_CSV_TYPES: dict[str, pa.DataType] = {
+    "time": pa.int64(),
+    "date": pa.int32(),
+    "json": pa.string(),
+    "bytea": pa.string(),
+    "array": pa.string(),
+}
+
+
+def _column_plan(column: _Column) -> tuple[sql.Composable, pa.DataType, str]:
     ident = sql.Identifier(column.name)
     kind = column.type_name
-    if kind == "timestamptz":
-        expr = sql.SQL("CASE WHEN isfinite({c}) THEN ({c} AT TIME ZONE 'UTC') END")
-        return expr.format(c=ident), "timestamp", TS, "timestamptz"
-    if kind == "timestamp":
-        expr = sql.SQL("CASE WHEN isfinite({c}) THEN {c} END")
-        return expr.format(c=ident), "timestamp", TS, "naive"
-    if kind in ("json", "jsonb"):
-        return sql.SQL("{c}::text").format(c=ident), "text", pa.string(), "json"
-    if kind in ("int2", "int4", "int8"):
-        return sql.SQL("{c}::int8").format(c=ident), "int8", pa.int64(), "plain"
-    if kind in ("float4", "float8"):
-        return sql.SQL("{c}::float8").format(c=ident), "float8", pa.float64(), "plain"
-    if kind == "bool":
-        return ident, "bool", pa.bool_(), "plain"
-    if kind == "bytea":
-        return ident, "bytea", pa.binary(), "plain"
-    if kind == "date":
-        return ident, "date", pa.date32(), "plain"
-    if column.category == "A":
-        return (
-            sql.SQL("{c}::text[]").format(c=ident),
-            "text[]",
-            pa.list_(pa.string()),
-            "plain",
+    if kind in ("timestamptz", "timestamp"):
+        # extract(epoch) of a timestamp without time zone reads it as UTC.
+        expr = sql.SQL(
+            "CASE WHEN isfinite({c}) THEN (extract(epoch FROM {c}) * 1000000)::int8 END"
         )
-    return sql.SQL("{c}::text").format(c=ident), "text", pa.string(), "plain"
+        return expr.format(c=ident), _CSV_TYPES["time"], "time"
+    if kind in ("json", "jsonb"):
+        return sql.SQL("{c}::text").format(c=ident), _CSV_TYPES["json"], "json"
+    if kind in ("int2", "int4", "int8"):
+        return sql.SQL("{c}::int8").format(c=ident), pa.int64(), "plain"
+    if kind in ("float4", "float8"):
+        return sql.SQL("{c}::float8").format(c=ident), pa.float64(), "plain"
+    if kind == "bool":
+        return ident, pa.bool_(), "plain"
+    if kind == "bytea":
+        hex_text = sql.SQL("encode({c}, 'hex')").format(c=ident)
+        return hex_text, _CSV_TYPES["bytea"], "bytea"
+    if kind == "date":
+        expr = sql.SQL("CASE WHEN isfinite({c}) THEN {c} - DATE '1970-01-01' END")
+        return expr.format(c=ident), _CSV_TYPES["date"], "date"
+    if column.category == "A":
+        as_json = sql.SQL("to_json({c}::text[])::text").format(c=ident)
+        return as_json, _CSV_TYPES["array"], "array"
+    return sql.SQL("{c}::text").format(c=ident), pa.string(), "plain"
+
+
+_STORED_TYPES: dict[str, pa.DataType] = {
+    "time": TS,
+    "date": pa.date32(),
+    "json": pa.string(),
+    "bytea": pa.binary(),
+    "array": pa.list_(pa.string()),
+}
+
+# Canonical text of JSON values seen lately: metadata columns repeat a few values.
+_CANONICAL_CACHE_SIZE = 4096
+
+
+class _JsonCanonicaliser:
+    """Canonical JSON text of one json/jsonb column's values, read as text.
+
+    Oddities are counted into ``counts``, which the caller sets per chunk.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._recent: dict[str, str] = {}
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        known = self._recent.get(text)
+        if known is not None:
+            return known
+        parsed = parse_canonical(text)
+        if parsed is None or type(parsed[0]) is str:
+            # Strings (which may hold JSON text) and anything unusual.
+            return _canonical(text, self.counts)
+        if len(self._recent) >= _CANONICAL_CACHE_SIZE:
+            self._recent.clear()
+        self._recent[text] = parsed[1]
+        return parsed[1]
 
 
 def _canonical(text: str | None, counts: Counter[str]) -> str | None:
@@ -349,17 +400,19 @@ def _utc_expr(column: _Column) -> str:
     return name
 
 
+Output = tuple[str, pa.DataType, str]  # column name, CSV type, conversion
+
+
 def _table_select(
     plan: _TablePlan, schema: str | None, resume: list[Any] | None
-) -> tuple[sql.Composed, list[str], list[tuple[str, pa.DataType, str]]]:
-    exprs, copy_types, outputs = [], [], []
+) -> tuple[sql.Composed, list[Output]]:
+    exprs, outputs = [], []
     for column in plan.columns:
-        expr, copy_type, arrow, kind = _column_plan(column)
+        expr, csv_type, kind = _column_plan(column)
         exprs.append(
             sql.SQL("{e} AS {n}").format(e=expr, n=sql.Identifier(column.name))
         )
-        copy_types.append(copy_type)
-        outputs.append((column.name, arrow, kind))
+        outputs.append((column.name, csv_type, kind))
     by_name = {c.name: c for c in plan.columns}
     target = sql.Identifier(schema, plan.name) if schema else sql.Identifier(plan.name)
     src = "src"
@@ -408,46 +461,66 @@ def _table_select(
         query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
     if order:
         query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(order)
-    copy = sql.SQL("COPY ({q}) TO STDOUT (FORMAT BINARY)").format(q=query)
-    return copy, copy_types, outputs
+    copy = sql.SQL("COPY ({q}) TO STDOUT (FORMAT csv, ENCODING 'UTF8')").format(q=query)
+    return copy, outputs
 
 
 def _key_text(value: Any, column: _Column) -> Any:
-    if isinstance(value, datetime):
+    if column.type_name in ("timestamptz", "timestamp") and isinstance(value, int):
+        # Epoch microseconds as read; written back as ISO text for the next query.
+        moment = _EPOCH + timedelta(microseconds=value)
         if column.type_name == "timestamptz":
-            return value.replace(tzinfo=UTC).isoformat()
-        return value.isoformat()
+            return moment.replace(tzinfo=UTC).isoformat()
+        return moment.isoformat()
     return value
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _arrow_table(
-    rows: list[tuple[Any, ...]],
-    outputs: list[tuple[str, pa.DataType, str]],
+    raw: pa.Table,
+    outputs: list[Output],
     table: str,
-    counts: Counter[str],
+    canonicalisers: Mapping[str, _JsonCanonicaliser],
 ) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in outputs]
-    arrays = {}
-    for (name, arrow, kind), values in zip(outputs, columns, strict=True):
+    """The rows as stored: values converted from their CSV form, columns ordered."""
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name, _, kind in outputs:
+        column = raw.column(name)
+        stored = _STORED_TYPES.get(kind)
         if kind == "json":
-            values = tuple(_canonical(v, counts) for v in values)
-        elif kind in ("timestamptz", "naive"):
-            arrays[name] = pa.array(values, type=pa.timestamp("us")).cast(TS)
-            continue
-        arrays[name] = pa.array(values, type=arrow)
+            canonical = canonicalisers[name]
+            arrays[name] = pa.array(
+                [canonical(v) for v in column.to_pylist()], type=stored
+            )
+        elif kind == "bytea":
+            arrays[name] = pa.array(
+                [None if v is None else bytes.fromhex(v) for v in column.to_pylist()],
+                type=stored,
+            )
+        elif kind == "array":
+            arrays[name] = pa.array(
+                [None if v is None else orjson.loads(v) for v in column.to_pylist()],
+                type=stored,
+            )
+        elif stored is not None:
+            arrays[name] = column.cast(stored)
+        else:
+            arrays[name] = column
     if table == "event_logs":
         names = list(EVENT_LOGS_SCHEMA.names)
         fields = list(EVENT_LOGS_SCHEMA)
-        for name, arrow, _ in outputs:
+        for name, _, _ in outputs:
             if name not in EVENT_LOGS_SCHEMA.names:
                 names.append(name)
-                fields.append(pa.field(name, arrow))
+                fields.append(pa.field(name, arrays[name].type))
         columns_out = []
         for schema_field in fields:
             if schema_field.name in arrays:
                 columns_out.append(arrays[schema_field.name].cast(schema_field.type))
             else:
-                columns_out.append(pa.nulls(len(rows), schema_field.type))
+                columns_out.append(pa.nulls(raw.num_rows, schema_field.type))
         return pa.Table.from_arrays(columns_out, schema=pa.schema(fields))
     return pa.table(arrays)
 
@@ -456,11 +529,14 @@ def _write_table_chunk(
     root: Path,
     plan: _TablePlan,
     index: int,
-    rows: list[tuple[Any, ...]],
-    outputs: list[tuple[str, pa.DataType, str]],
+    raw: pa.Table,
+    outputs: list[Output],
+    canonicalisers: Mapping[str, _JsonCanonicaliser],
 ) -> dict[str, Any]:
     counts: Counter[str] = Counter()
-    table = _arrow_table(rows, outputs, plan.name, counts)
+    for canonicaliser in canonicalisers.values():
+        canonicaliser.counts = counts
+    table = _arrow_table(raw, outputs, plan.name, canonicalisers)
     files = []
     span: dict[str, Any] = {"min": None, "max": None}
     if plan.time_column and table.num_rows:
@@ -489,14 +565,82 @@ def _write_table_chunk(
     }
 
 
+class _CopyStream(io.RawIOBase):
+    """The bytes of a ``COPY ... TO STDOUT`` as a file, for Arrow's CSV reader."""
+
+    def __init__(self, blocks: Iterator[Any]) -> None:
+        self._blocks = blocks
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        size, filled = len(target), 0
+        rest = self._rest
+        while filled < size:
+            if not rest:
+                block = next(self._blocks, None)
+                if block is None:
+                    break
+                rest = memoryview(block).cast("B")
+            count = min(size - filled, len(rest))
+            target[filled : filled + count] = rest[:count]
+            rest = rest[count:]
+            filled += count
+        self._rest = rest
+        return filled
+
+
+_CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
+
+
 def _stream(
-    conn: sa.Connection, copy_sql: sql.Composed, copy_types: list[str]
-) -> Iterator[tuple[Any, ...]]:
+    conn: sa.Connection,
+    copy_sql: sql.Composed,
+    outputs: list[Output],
+    chunk_rows: int,
+) -> Iterator[pa.Table]:
+    """The rows of the query as tables of exactly ``chunk_rows`` rows (the last one
+    shorter), read with COPY as CSV and parsed by Arrow, never row by row in Python.
+    """
     raw = conn.connection.driver_connection
     assert raw is not None
+    schema = pa.schema([(name, csv_type) for name, csv_type, _ in outputs])
+    convert = pv.ConvertOptions(
+        column_types=schema,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    read = pv.ReadOptions(column_names=schema.names, block_size=4 << 20)
     with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        copy.set_types(copy_types)
-        yield from copy.rows()
+        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
+        if not stream.peek(1):
+            return
+        reader = pv.open_csv(
+            stream, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
+        )
+        pending: list[pa.RecordBatch] = []
+        count = 0
+        for batch in reader:
+            pending.append(batch)
+            count += batch.num_rows
+            while count >= chunk_rows:
+                table = pa.Table.from_batches(pending, schema=schema)
+                yield table.slice(0, chunk_rows)
+                rest = table.slice(chunk_rows)
+                pending = rest.to_batches()
+                count = rest.num_rows
+        if count:
+            yield pa.Table.from_batches(pending, schema=schema)
+
+
+def _empty_raw(outputs: list[Output]) -> pa.Table:
+    return pa.schema([(name, csv_type) for name, csv_type, _ in outputs]).empty_table()
 
 
 def snapshot_postgres_into(
@@ -595,34 +739,49 @@ def _snapshot(
                 # No ordering key to resume from: read the table again.
                 writer.forget(f["path"] for c in recorded for f in c["files"])
                 chunks[name] = recorded = []
-            copy_sql, copy_types, outputs = _table_select(plan, options.schema, resume)
+            copy_sql, outputs = _table_select(plan, options.schema, resume)
             by_name = {c.name: c for c in plan.columns}
             key_columns = ([plan.time_column] if plan.time_column else []) + [
                 k for k in plan.primary_key if k != plan.time_column
             ]
+            canonicalisers = {
+                name: _JsonCanonicaliser()
+                for name, _, kind in outputs
+                if kind == "json"
+            }
             key_index = [plan.columns.index(by_name[k]) for k in key_columns]
             index = len(recorded)
-            pending: list[tuple[Any, ...]] = []
             logger.info("reading table=%s resume=%s", name, resume)
-            for row in _stream(conn, copy_sql, copy_types):
-                pending.append(row)
-                if len(pending) >= options.chunk_rows:
-                    chunk = _write_table_chunk(
-                        writer.root, plan, index, pending, outputs
-                    )
-                    chunk["last_key"] = (
-                        [_key_text(row[i], plan.columns[i]) for i in key_index]
-                        if key_index
-                        else None
-                    )
-                    recorded.append(chunk)
-                    chunks[name] = recorded
-                    writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
-                    index += 1
-                    pending = []
-            if pending or index == 0:
+            final: pa.Table | None = None
+            for raw in _stream(conn, copy_sql, outputs, options.chunk_rows):
+                if raw.num_rows < options.chunk_rows:
+                    final = raw  # the rest, always last
+                    break
+                chunk = _write_table_chunk(
+                    writer.root, plan, index, raw, outputs, canonicalisers
+                )
+                chunk["last_key"] = (
+                    [
+                        _key_text(raw.column(i)[-1].as_py(), plan.columns[i])
+                        for i in key_index
+                    ]
+                    if key_index
+                    else None
+                )
+                recorded.append(chunk)
+                chunks[name] = recorded
+                writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
+                index += 1
+            if final is not None or index == 0:
                 # An empty table still gets one file, so its columns are known.
-                chunk = _write_table_chunk(writer.root, plan, index, pending, outputs)
+                chunk = _write_table_chunk(
+                    writer.root,
+                    plan,
+                    index,
+                    final if final is not None else _empty_raw(outputs),
+                    outputs,
+                    canonicalisers,
+                )
             else:
                 chunk = {
                     "table": name,
