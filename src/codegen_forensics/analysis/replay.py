@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from codegen_forensics.analysis.context import Analysis
+from codegen_forensics.analysis.dlq import dead_lettered_topic
 from codegen_forensics.errors import InputError
 from codegen_forensics.events.dlq import normalise_dlq
 from codegen_forensics.events.schemas import event_name_for, parse_event
@@ -103,7 +104,16 @@ def replay_candidates(a: Analysis) -> pd.DataFrame:
         if not isinstance(row["payload"], str):
             continue
         record = normalise_dlq(json.loads(row["payload"]))
-        source = record.source_topic or row["dlq_source_topic"]
+        # The record's own source first; shapes that name none have the DLQ
+        # topic's name to go by, as the DLQ rate does.
+        source = next(
+            (
+                topic
+                for topic in (record.source_topic, row["dlq_source_topic"])
+                if isinstance(topic, str) and topic
+            ),
+            dead_lettered_topic(row["topic"]),
+        )
         if not _intact(source, record.original_event):
             continue
         rows.append(
