@@ -420,11 +420,7 @@ class _Session:
             timestamp_ms=t,
             status=log_status,
             payload=sent.value,
-            metadata={
-                "source": "omniclaude",
-                "destination": "monitoring",
-                "retries": 0,
-            },
+            metadata=self.traffic.metadata["status"],
             correlation_id=None,
         )
         self.statuses += 1
@@ -584,11 +580,7 @@ class _Session:
             timestamp_ms=t,
             status="sent",
             payload=payload,
-            metadata={
-                "source": "omniclaude",
-                "destination": "omniarchon",
-                "retries": 0,
-            },
+            metadata=traffic.metadata["sent"],
             correlation_id=cid,
         )
         consumed = t + max(1, int(15 * math.exp(0.8 * rng.gauss(0.0, 1.0))))
@@ -598,11 +590,7 @@ class _Session:
             timestamp_ms=consumed,
             status="processing",
             payload=payload,
-            metadata={
-                "source": "omniarchon",
-                "consumer_group": traffic.group(INTELLIGENCE_GROUP),
-                "retries": 0,
-            },
+            metadata=traffic.metadata["processing"],
             correlation_id=cid,
         )
 
@@ -653,20 +641,12 @@ class _Session:
             timestamp_ms=answered,
             status="completed",
             payload=response_payload,
-            metadata={
-                "source": "omniarchon",
-                "destination": "omniclaude",
-                "retries": retries,
-            },
+            metadata=traffic.metadata[f"completed/{retries}"],
             correlation_id=cid,
             processing_time_ms=took,
         )
         received = answered + max(1, int(12 * math.exp(0.7 * rng.gauss(0.0, 1.0))))
-        client_meta = {
-            "source": "omniclaude",
-            "consumer_group": traffic.group(CLIENT_GROUP),
-            "retries": 0,
-        }
+        client_meta = traffic.metadata["received"]
         self.row(
             event_type="response",
             topic=topics.response,
@@ -1121,6 +1101,32 @@ class Traffic:
             }
         )
         self.partitions = self._partition_counts()
+        # The metadata that repeats from row to row, one shared dict each: rows are
+        # not changed once generated, and a shared dict is built and pickled once.
+        self.metadata: dict[str, dict[str, Any]] = {
+            "status": {
+                "source": "omniclaude",
+                "destination": "monitoring",
+                "retries": 0,
+            },
+            "sent": {"source": "omniclaude", "destination": "omniarchon", "retries": 0},
+            "processing": {
+                "source": "omniarchon",
+                "consumer_group": self.group(INTELLIGENCE_GROUP),
+                "retries": 0,
+            },
+            "received": {
+                "source": "omniclaude",
+                "consumer_group": self.group(CLIENT_GROUP),
+                "retries": 0,
+            },
+        }
+        for retries in range(3):
+            self.metadata[f"completed/{retries}"] = {
+                "source": "omniarchon",
+                "destination": "omniclaude",
+                "retries": retries,
+            }
         self.truth = TruthBuilder(
             topics=list(self.partitions), partitions=dict(self.partitions)
         )
