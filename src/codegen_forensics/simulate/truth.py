@@ -339,7 +339,7 @@ class TruthBuilder:
     responses: Counter[str] = field(default_factory=Counter)
     status_events: int = 0
     rows: int = 0
-    rows_by: Counter[str] = field(default_factory=Counter)
+    rows_by: Counter[tuple[str, str]] = field(default_factory=Counter)
     latencies: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     hourly: dict[tuple[str, int], list[int]] = field(
         default_factory=lambda: defaultdict(list)
@@ -424,7 +424,7 @@ class TruthBuilder:
     def count_row(self, event_type: str, status: str) -> None:
         """Count one ``event_logs`` row, whether or not it was generated."""
         self.rows += 1
-        self.rows_by[f"{event_type}/{status}"] += 1
+        self.rows_by[(event_type, status)] += 1
 
     # -- freezing -------------------------------------------------------------------
 
@@ -536,7 +536,12 @@ class TruthBuilder:
             responses={op: self.responses[op] for op in operations},
             status_events=self.status_events,
             event_logs_rows=self.rows,
-            event_logs_by_type_and_status=dict(sorted(self.rows_by.items())),
+            event_logs_by_type_and_status=dict(
+                sorted(
+                    (f"{kind}/{status}", n)
+                    for (kind, status), n in self.rows_by.items()
+                )
+            ),
             sessions=config.sessions,
             session_outcomes=dict(sorted(outcomes.items())),
             failed_sessions=self.failed,

@@ -5,7 +5,8 @@ its Pydantic model and serialising it through the model again cost more than the
 rest of generation. Here an event is a :class:`Payload`: the model it belongs to and
 the dict ``model_dump(mode="json")`` would give, with the fields in the model's
 order, every default written out and every float a float. :func:`encode` gives the
-bytes the model's ``to_json_bytes`` would.
+bytes the model's ``to_json_bytes`` would: it is pydantic-core's own serialiser,
+given the dict instead of the model.
 
 :class:`PayloadCheck` parses payloads back through their models and compares the
 bytes: the first of each model and then a regular sample during a run, every one
@@ -15,24 +16,22 @@ the run with :class:`~codegen_forensics.errors.SimulationError`.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from codegen_forensics.errors import InputError, SimulationError
 from codegen_forensics.events.schemas import CodegenEvent
 
 __all__ = ["Payload", "PayloadCheck", "check_payload", "encode", "timestamp_text"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DAY_MS = 86_400_000
-# The models' JSON: compact, non-ASCII text as UTF-8 rather than escaped.
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), check_circular=False
-)
-_DATES: dict[int, str] = {}
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MINUTE_MS = 60_000
+# "2026-03-16T09:30:" by epoch minute; a simulated week has about 10,000.
+_MINUTES: dict[int, str] = {}
+_MINUTES_KEPT = 200_000
 
 
 class Payload(NamedTuple):
@@ -47,22 +46,24 @@ class Payload(NamedTuple):
 
 
 def encode(data: dict[str, Any]) -> bytes:
-    """The UTF-8 JSON of a payload's fields, as the models serialise them."""
-    return _ENCODER.encode(data).encode()
+    """The UTF-8 JSON of a payload's fields, as the models serialise them:
+    compact, with text as UTF-8 rather than escaped."""
+    return to_json(data)
 
 
 def timestamp_text(ms: int) -> str:
     """Epoch milliseconds the way the models write timestamps: ISO 8601 in UTC
     with microseconds and a ``Z``."""
-    day, rest = divmod(ms, _DAY_MS)
-    date = _DATES.get(day)
-    if date is None:
-        date = (_EPOCH + timedelta(days=day)).date().isoformat()
-        _DATES[day] = date
+    minute, rest = divmod(ms, _MINUTE_MS)
+    head = _MINUTES.get(minute)
+    if head is None:
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        when = _NAIVE_EPOCH + timedelta(minutes=minute)
+        head = when.isoformat(timespec="minutes") + ":"
+        _MINUTES[minute] = head
     seconds, millis = divmod(rest, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}000Z"
+    return f"{head}{seconds:02d}.{millis:03d}000Z"
 
 
 def check_payload(payload: Payload, value: bytes) -> CodegenEvent:
