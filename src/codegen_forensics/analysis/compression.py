@@ -26,6 +26,7 @@ how much was compressed).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import zlib
@@ -135,6 +136,38 @@ def _record(
     return _varint(len(body)) + body
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """One partition run's columns that framing a record reads."""
+
+    offsets: pa.Array
+    stamps_us: pa.Array
+    keys: pa.Array
+    values: pa.Array
+    headers: pa.Array
+
+
+def _in_order(table: pa.Table) -> bool:
+    """Whether the rows already run by topic, partition and offset.
+
+    Snapshot files are usually written in that order; sorting them again would
+    copy every value for nothing.
+    """
+    topics = table.column("topic").to_numpy(zero_copy_only=False)
+    partitions = table.column("partition").to_numpy(zero_copy_only=False)
+    offsets = table.column("offset").to_numpy(zero_copy_only=False)
+    if len(topics) < 2:
+        return True
+    if table.column("partition").null_count or table.column("offset").null_count:
+        return False
+    same_topic = topics[1:] == topics[:-1]
+    if not same_topic.all():
+        return False
+    rising = partitions[1:] > partitions[:-1]
+    same = partitions[1:] == partitions[:-1]
+    return bool(np.all(rising | (same & (offsets[1:] >= offsets[:-1]))))
+
+
 @dataclass
 class _Estimator:
     batch_bytes: int
@@ -153,13 +186,14 @@ class _Estimator:
         table = pa.Table.from_batches([batch])
         if table.num_rows == 0:
             return
-        table = table.sort_by(
-            [
-                ("topic", "ascending"),
-                ("partition", "ascending"),
-                ("offset", "ascending"),
-            ]
-        )
+        if not _in_order(table):
+            table = table.sort_by(
+                [
+                    ("topic", "ascending"),
+                    ("partition", "ascending"),
+                    ("offset", "ascending"),
+                ]
+            )
         topics = table.column("topic").to_numpy(zero_copy_only=False)
         partitions = table.column("partition").fill_null(-1).to_numpy()
         starts = np.flatnonzero(
@@ -204,19 +238,26 @@ class _Estimator:
         state.value_bytes += int(vlen.sum())
         state.key_bytes += int(klen.sum())
 
+        # Columns the sampled batches frame, converted once per run, not per batch.
+        columns = _Columns(
+            run.column("offset").combine_chunks(),
+            run.column("timestamp").cast(pa.int64()).combine_chunks(),
+            keys.combine_chunks(),
+            values.combine_chunks(),
+            run.column("headers").combine_chunks(),
+        )
+        ends = csum.tolist()
         capacity = self.batch_bytes
         i, n = 0, len(sizes)
         while i < n:
             if state.open_records == 0:
                 self._open(state)
-            before = int(csum[i - 1]) if i else 0
-            j = int(
-                np.searchsorted(csum, capacity - state.open_fill + before, side="right")
-            )
+            before = ends[i - 1] if i else 0
+            j = bisect.bisect_right(ends, capacity - state.open_fill + before)
             if state.open_records == 0 and j == i:
                 j = i + 1  # the first record always fits
             if j > i:
-                self._add(state, run, i, j, int(csum[j - 1]) - before, vlen, klen)
+                self._add(state, columns, i, j, ends[j - 1] - before, vlen, klen)
             if j < n:
                 self._close(state)
             i = j
@@ -231,7 +272,7 @@ class _Estimator:
     def _add(
         self,
         state: _Partition,
-        run: pa.Table,
+        columns: _Columns,
         i: int,
         j: int,
         fill: int,
@@ -239,15 +280,16 @@ class _Estimator:
         klen: np.ndarray,
     ) -> None:
         state.open_fill += fill
-        state.open_value_bytes += int(vlen[i:j].sum())
-        state.open_payload_bytes += int(vlen[i:j].sum() + klen[i:j].sum())
+        value_bytes = int(vlen[i:j].sum())
+        state.open_value_bytes += value_bytes
+        state.open_payload_bytes += value_bytes + int(klen[i:j].sum())
         if state.open_sampled:
-            part = run.slice(i, j - i)
-            offsets = part.column("offset").to_pylist()
-            stamps = part.column("timestamp").cast(pa.int64()).to_pylist()
-            keys = part.column("key").to_pylist()
-            values = part.column("value").to_pylist()
-            headers = part.column("headers").to_pylist()
+            count = j - i
+            offsets = columns.offsets.slice(i, count).to_pylist()
+            stamps = columns.stamps_us.slice(i, count).to_pylist()
+            keys = columns.keys.slice(i, count).to_pylist()
+            values = columns.values.slice(i, count).to_pylist()
+            headers = columns.headers.slice(i, count).to_pylist()
             if state.open_records == 0:
                 state.open_first_ts = stamps[0] // 1000 if stamps[0] is not None else 0
                 state.open_first_offset = offsets[0]
@@ -325,7 +367,7 @@ def _complete(batch: pa.RecordBatch) -> pa.RecordBatch:
             column = batch.column(name)
             if pa.types.is_timestamp(column.type) and column.type.tz is None:
                 column = pc.assume_timezone(column.cast(pa.timestamp("us")), "UTC")
-            columns[name] = column.cast(dtype)
+            columns[name] = column if column.type == dtype else column.cast(dtype)
         else:
             columns[name] = pa.nulls(batch.num_rows, dtype)
     return pa.RecordBatch.from_pydict(columns)
