@@ -61,10 +61,13 @@ def session_table(a: Analysis, source: Source = "topics") -> ir.Table:
 
 
 def _session_rows(a: Analysis, source: Source) -> ir.Table:
-    ev = events(a, source).filter(lambda t: t.session_id.notnull())
+    # Events without a session fall into one null group, dropped after grouping:
+    # filtering them first would normalise every id twice (filter and key).
+    ev = events(a, source)
     is_success = ev.status.isin(SUCCESS_STATUSES)
     is_failure = ev.status.isin(FAILURE_STATUSES)
     g = ev.group_by("session_id").aggregate(
+        _with_id=ev.session_id.count(),
         events=ev.count(),
         successful_events=ev.count(where=is_success),
         failed_events=ev.count(where=is_failure),
@@ -75,6 +78,7 @@ def _session_rows(a: Analysis, source: Source) -> ir.Table:
         _last_completed=ev.time.max(where=ev.status == "completed"),
         _last_progress=ev.time.max(where=ev.status.isin(PROGRESS_STATUSES)),
     )
+    g = g.filter(g._with_id > 0)
     duration_us = g.last_event.delta(g.first_event, unit="microsecond")
     final_status = ibis.cases(
         (g._last_failed == g.last_event, "failed"),
