@@ -8,6 +8,7 @@ vary between messages.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -249,7 +250,9 @@ def mixin_recommendations(
     ]
 
 
+@functools.cache
 def _snake(name: str) -> str:
+    # Cached: the names come from a short list, and this ran once per result.
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 

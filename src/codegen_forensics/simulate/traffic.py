@@ -416,7 +416,7 @@ class _Session:
                 "metadata": metadata,
             },
         )
-        topic = self.traffic.catalog.status_topic
+        topic = self.traffic.status_topic
         sent = self.message(topic, event, t, "status")
         log_status = status if status in ("completed", "failed") else "sent"
         self.row(
@@ -574,7 +574,7 @@ class _Session:
         rng = self.rng
         traffic = self.traffic
         config = self.config
-        topics = traffic.catalog.for_operation(operation)
+        topics = traffic.topics[operation]
         cid = str(_uuid(rng))
         event = self._request_event(operation, cid, t, attempt)
         sent = self.message(topics.request, event, t, "request", info=operation)
@@ -701,7 +701,7 @@ class _Session:
         shape = traffic.shapes.next()
         scheme = traffic.schemes.next() if traffic.schemes else "documented"
         variant = traffic.minimal_variants.next() if shape == "minimal" else "full"
-        topics = traffic.catalog.for_operation(operation)
+        topics = traffic.topics[operation]
         dlq_topic = (
             dotted_dlq_topic(traffic.catalog, operation, self.config.dotted_environment)
             if scheme == "dotted"
@@ -1106,6 +1106,8 @@ class Traffic:
             }
         )
         self.partitions = self._partition_counts()
+        self.status_topic = self.catalog.status_topic
+        self.topics = {op: self.catalog.for_operation(op) for op in OPERATIONS}
         # The metadata that repeats from row to row, one shared dict each: rows are
         # not changed once generated, and a shared dict is built and pickled once.
         self.metadata: dict[str, dict[str, Any]] = {
