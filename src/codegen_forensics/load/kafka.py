@@ -85,9 +85,10 @@ class KafkaSnapshotOptions:
     ``topics`` are exact names, or regular expressions when they start with ``^``
     (librdkafka's convention); empty means every catalog topic plus every topic whose
     name matches a known naming scheme. A chunk file holds at most ``chunk_rows``
-    rows and closes once it holds ``chunk_bytes`` of values; each reader has at most
-    ``partitions_in_flight`` partitions open, so memory is bounded by that many
-    chunks whatever the size of the topics.
+    rows and closes once it holds ``chunk_bytes`` of values; it is written a row
+    group at a time, and each reader has at most ``partitions_in_flight`` partitions
+    open, so memory is bounded by that many row groups whatever the size of the
+    topics or of the chunks.
     ``workers`` is the number of reader processes; ``None`` picks one per core (at
     most 4) for large snapshots and reads in this process otherwise.
     """

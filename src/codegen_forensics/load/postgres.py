@@ -1,9 +1,9 @@
 """Read-only snapshots of Postgres tables into the snapshot directory.
 
-Each table is streamed with ``COPY (SELECT ...) TO STDOUT`` in binary form inside one
-read-only, repeatable-read transaction, ordered by its time column and primary key,
-and written in chunks of a fixed number of rows; memory is bounded by the chunk size.
-Values are normalised on the way:
+Each table is streamed with ``COPY (SELECT ...) TO STDOUT`` as CSV inside one
+read-only, repeatable-read transaction, ordered by its time column and primary key;
+Arrow's streaming CSV reader parses it, and it is written in chunks of a fixed number
+of rows, so memory is bounded by the chunk size. Values are normalised on the way:
 
 - ``timestamptz`` becomes time-zone-aware UTC whatever the session time zone;
   ``timestamp`` without time zone is read as UTC, and the manifest flags the column;
