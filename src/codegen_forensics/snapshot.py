@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from codegen_forensics.errors import SnapshotError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 __all__ = [
     "CONSUMER_OFFSETS_SCHEMA",
@@ -497,6 +499,10 @@ class Snapshot:
 
         Hive partitioning is off: every file carries all of its columns.
         """
+        # Imported here: pyarrow.dataset brings pandas, which the loaders' reader
+        # processes never need.
+        import pyarrow.dataset as ds
+
         paths = [str(p) for p in self.files(prefix)]
         schema = _schema_for(prefix)
         if not paths:
