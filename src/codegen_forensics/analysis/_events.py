@@ -65,13 +65,12 @@ def events(a: Analysis, source: Source) -> ir.Table:
     return table
 
 
-# The columns of :func:`keyed_events`.
+# The columns of :func:`keyed_events`; ``session_id`` only with ``sessions``.
 KEYED_COLUMNS = (
     "category",
     "correlation_id",
     "topic",
     "operation",
-    "session_id",
     "time",
     "processing_time_ms",
     "decode_status",
@@ -93,12 +92,14 @@ def is_failure(ev: ir.Table) -> ir.BooleanValue:
     )
 
 
-def keyed_events(a: Analysis, source: Source) -> ir.Table:
-    """The usable requests, responses and failures of one source, kept.
+def keyed_events(a: Analysis, source: Source, *, sessions: bool = False) -> ir.Table:
+    """The usable requests, responses and failures of one source.
 
-    Request to response measures read this table, computed once, rather than the
-    snapshot's files (where normalising ids costs as much as reading them).
-    Columns: :data:`KEYED_COLUMNS`.
+    Without ``sessions`` the table is computed once and kept: request to response
+    measures read it rather than the snapshot's files, where normalising ids costs
+    as much as reading them. With ``sessions`` it also has ``session_id`` and is
+    an expression over the files (only per-request detail needs it). Columns:
+    :data:`KEYED_COLUMNS`.
     """
     check_source(source)
 
@@ -106,8 +107,11 @@ def keyed_events(a: Analysis, source: Source) -> ir.Table:
         ev = events(a, source)
         ev = ev.filter(usable(ev))
         wanted = ev.category.isin(("request", "response")) | is_failure(ev)
-        return ev.filter(wanted).select(*KEYED_COLUMNS)
+        extra = ("session_id",) if sessions else ()
+        return ev.filter(wanted).select(*KEYED_COLUMNS, *extra)
 
+    if sessions:
+        return build()
     return a.materialise(f"keyed:{source}", build)
 
 
