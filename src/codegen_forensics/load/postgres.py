@@ -20,7 +20,6 @@ reported. A missing, empty or stale table is a finding in the manifest, not an e
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections import Counter
@@ -565,35 +564,10 @@ def _write_table_chunk(
     }
 
 
-class _CopyStream(io.RawIOBase):
-    """The bytes of a ``COPY ... TO STDOUT`` as a file, for Arrow's CSV reader."""
-
-    def __init__(self, blocks: Iterator[Any]) -> None:
-        self._blocks = blocks
-        self._rest = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        size, filled = len(target), 0
-        rest = self._rest
-        while filled < size:
-            if not rest:
-                block = next(self._blocks, None)
-                if block is None:
-                    break
-                rest = memoryview(block).cast("B")
-            count = min(size - filled, len(rest))
-            target[filled : filled + count] = rest[:count]
-            rest = rest[count:]
-            filled += count
-        self._rest = rest
-        return filled
-
-
 _CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
+# Arrow parses the rows of a chunk in pieces of about this many bytes; a piece holds
+# whole rows, so a row of any size parses.
+_PARSE_BYTES = 64 * 1024 * 1024
 
 
 def _stream(
@@ -603,7 +577,10 @@ def _stream(
     chunk_rows: int,
 ) -> Iterator[pa.Table]:
     """The rows of the query as tables of exactly ``chunk_rows`` rows (the last one
-    shorter), read with COPY as CSV and parsed by Arrow, never row by row in Python.
+    shorter), read with COPY as CSV and parsed by Arrow, never value by value.
+
+    The server sends each row of a COPY as one protocol message, so rows are cut
+    apart without parsing them.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -616,27 +593,42 @@ def _stream(
         true_values=["t"],
         false_values=["f"],
     )
-    read = pv.ReadOptions(column_names=schema.names, block_size=4 << 20)
     with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
-        if not stream.peek(1):
-            return
-        reader = pv.open_csv(
-            stream, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
+        rows: list[bytes] = []
+        for data in copy:
+            rows.append(bytes(data))
+            if len(rows) >= chunk_rows:
+                yield _parse_rows(rows, schema, convert)
+                rows = []
+        if rows:
+            yield _parse_rows(rows, schema, convert)
+
+
+def _parse_rows(
+    rows: list[bytes], schema: pa.Schema, convert: pv.ConvertOptions
+) -> pa.Table:
+    """CSV rows as one table, parsed in pieces of whole rows."""
+    tables = []
+    start = 0
+    while start < len(rows):
+        end, size = start, 0
+        while end < len(rows) and (end == start or size < _PARSE_BYTES):
+            size += len(rows[end])
+            end += 1
+        text = b"".join(rows[start:end])
+        read = pv.ReadOptions(
+            column_names=schema.names, block_size=len(text) + 1, use_threads=False
         )
-        pending: list[pa.RecordBatch] = []
-        count = 0
-        for batch in reader:
-            pending.append(batch)
-            count += batch.num_rows
-            while count >= chunk_rows:
-                table = pa.Table.from_batches(pending, schema=schema)
-                yield table.slice(0, chunk_rows)
-                rest = table.slice(chunk_rows)
-                pending = rest.to_batches()
-                count = rest.num_rows
-        if count:
-            yield pa.Table.from_batches(pending, schema=schema)
+        tables.append(
+            pv.read_csv(
+                pa.py_buffer(text),
+                read_options=read,
+                parse_options=_CSV_PARSE,
+                convert_options=convert,
+            )
+        )
+        start = end
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def _empty_raw(outputs: list[Output]) -> pa.Table:
