@@ -249,6 +249,7 @@ def request_response_summary(
     t = _summary_rows(a, check_source(source), keys)
     lat = t.latency_ms
     proc = t.reported_processing_ms
+    levels = [0.50, 0.95, 0.99]
     metrics = dict(
         requests=t.count(),
         answered=t.count(where=t.answered),
@@ -263,16 +264,25 @@ def request_response_summary(
         duplicate_responses=t.duplicate_responses.sum(),
         requests_with_duplicates=t.count(where=t.responses > 1),
         latency_mean_ms=lat.mean(),
-        latency_p50_ms=lat.quantile(0.50),
-        latency_p95_ms=lat.quantile(0.95),
-        latency_p99_ms=lat.quantile(0.99),
+        # One quantile call per column holds its values once, not once per level:
+        # with millions of requests three copies outgrow a small memory cap.
+        _latency_q=lat.quantile(levels),
         latency_max_ms=lat.max(),
         processing_mean_ms=proc.mean(),
-        processing_p50_ms=proc.quantile(0.50),
-        processing_p95_ms=proc.quantile(0.95),
-        processing_p99_ms=proc.quantile(0.99),
+        _processing_q=proc.quantile(levels),
     )
     summary = t.group_by(keys).aggregate(**metrics) if keys else t.aggregate(**metrics)
+    counts = list(metrics)[: list(metrics).index("latency_mean_ms")]
+    names = ("p50", "p95", "p99")
+    summary = summary.select(
+        *keys,
+        *counts,
+        "latency_mean_ms",
+        **{f"latency_{n}_ms": summary._latency_q[i] for i, n in enumerate(names)},
+        latency_max_ms=summary.latency_max_ms,
+        processing_mean_ms=summary.processing_mean_ms,
+        **{f"processing_{n}_ms": summary._processing_q[i] for i, n in enumerate(names)},
+    )
     frame = ints(a.execute(summary), ["duplicate_responses"])
     return sort_frame(frame, keys) if keys else frame
 
