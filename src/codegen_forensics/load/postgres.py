@@ -20,6 +20,7 @@ reported. A missing, empty or stale table is a finding in the manifest, not an e
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections import Counter
@@ -565,9 +566,49 @@ def _write_table_chunk(
 
 
 _CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
-# Arrow parses the rows of a chunk in pieces of about this many bytes; a piece holds
-# whole rows, so a row of any size parses.
-_PARSE_BYTES = 64 * 1024 * 1024
+# Arrow's CSV reader takes blocks of this size; a row must fit in one block.
+_CSV_BLOCK = 4 * 1024 * 1024
+
+
+class _CopyRows(io.RawIOBase):
+    """The rows of a ``COPY ... TO STDOUT`` as a file, for Arrow's CSV reader.
+
+    The server sends each row as one protocol message. A row that does not fit in
+    half of ``block_size`` ends the file early, before that row, and stays pending,
+    so the caller opens a reader with larger blocks for the rest.
+    """
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self._rows = rows
+        self._rest = memoryview(b"")
+        self.pending: memoryview | None = None
+        self.block_size = _CSV_BLOCK
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        size, filled = len(target), 0
+        rest = self._rest
+        while filled < size:
+            if not rest:
+                if self.pending is not None:
+                    if 2 * len(self.pending) >= self.block_size:
+                        break
+                    rest, self.pending = self.pending, None
+                    continue
+                row = next(self._rows, None)
+                if row is None:
+                    break
+                self.pending = memoryview(row).cast("B")
+                continue
+            count = min(size - filled, len(rest))
+            target[filled : filled + count] = rest[:count]
+            rest = rest[count:]
+            filled += count
+        self._rest = rest
+        return filled
 
 
 def _stream(
@@ -578,9 +619,6 @@ def _stream(
 ) -> Iterator[pa.Table]:
     """The rows of the query as tables of exactly ``chunk_rows`` rows (the last one
     shorter), read with COPY as CSV and parsed by Arrow, never value by value.
-
-    The server sends each row of a COPY as one protocol message, so rows are cut
-    apart without parsing them.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -594,41 +632,36 @@ def _stream(
         false_values=["f"],
     )
     with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        rows: list[bytes] = []
-        for data in copy:
-            rows.append(bytes(data))
-            if len(rows) >= chunk_rows:
-                yield _parse_rows(rows, schema, convert)
-                rows = []
-        if rows:
-            yield _parse_rows(rows, schema, convert)
-
-
-def _parse_rows(
-    rows: list[bytes], schema: pa.Schema, convert: pv.ConvertOptions
-) -> pa.Table:
-    """CSV rows as one table, parsed in pieces of whole rows."""
-    tables = []
-    start = 0
-    while start < len(rows):
-        end, size = start, 0
-        while end < len(rows) and (end == start or size < _PARSE_BYTES):
-            size += len(rows[end])
-            end += 1
-        text = b"".join(rows[start:end])
-        read = pv.ReadOptions(
-            column_names=schema.names, block_size=len(text) + 1, use_threads=False
-        )
-        tables.append(
-            pv.read_csv(
-                pa.py_buffer(text),
-                read_options=read,
-                parse_options=_CSV_PARSE,
-                convert_options=convert,
-            )
-        )
-        start = end
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        rows = _CopyRows(iter(copy))
+        pending: list[pa.RecordBatch] = []
+        count = 0
+        while True:
+            stream = io.BufferedReader(rows, buffer_size=1 << 20)
+            if stream.peek(1):
+                read = pv.ReadOptions(
+                    column_names=schema.names, block_size=rows.block_size
+                )
+                reader = pv.open_csv(
+                    stream,
+                    read_options=read,
+                    parse_options=_CSV_PARSE,
+                    convert_options=convert,
+                )
+                for batch in reader:
+                    pending.append(batch)
+                    count += batch.num_rows
+                    while count >= chunk_rows:
+                        table = pa.Table.from_batches(pending, schema=schema)
+                        yield table.slice(0, chunk_rows)
+                        rest = table.slice(chunk_rows)
+                        pending = rest.to_batches()
+                        count = rest.num_rows
+            if rows.pending is None:
+                break
+            # A row longer than the blocks: go on with blocks that hold it.
+            rows.block_size = 4 * len(rows.pending)
+        if count:
+            yield pa.Table.from_batches(pending, schema=schema)
 
 
 def _empty_raw(outputs: list[Output]) -> pa.Table:
