@@ -435,6 +435,8 @@ def compression_by_partition(
         for batch in _sorted_batches(a, chunk_rows):
             estimator.feed(batch)
     estimator.finish()
+    # Hand the decoded values' memory back, so later measures do not stack on it.
+    pa.default_memory_pool().release_unused()
 
     rows = []
     for (topic, partition), s in sorted(estimator.parts.items()):
