@@ -488,3 +488,52 @@ def test_snapshot_postgres_row_larger_than_a_csv_block_is_kept(
 
     payloads = [json.loads(r["payload"])["p"] for r in read_rows(snapshot)]
     assert payloads == ["small", big, "after"]
+
+
+@pytest.mark.parametrize(
+    ("key_type", "keys"),
+    [
+        (
+            "date",
+            ["2025-10-24", "2025-10-25", "2025-10-26", "2025-10-27", "2025-10-28"],
+        ),
+        ("bytea", ["\\x01", "\\x02", "\\x0a", "\\xff", "\\xff00"]),
+    ],
+)
+def test_snapshot_postgres_resume_on_a_date_or_bytea_key(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    key_type: str,
+    keys: list[str],
+) -> None:
+    # Keys now arrive in their CSV form (days since 1970, hex) and must resume.
+    with schema_engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE keyed (k {key_type} PRIMARY KEY, n int)"))
+        for n, key in enumerate(keys):
+            conn.execute(
+                sa.text(f"INSERT INTO keyed VALUES (CAST(:k AS {key_type}), :n)"),
+                {"k": key, "n": n},
+            )
+    options = PostgresSnapshotOptions(schema=pg_schema, tables=("keyed",), chunk_rows=2)
+    whole = snapshot_postgres(tmp_path / "whole", postgres_settings, options)
+    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_table_chunk
+    calls = 0
+
+    def fail_on_second(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("injected failure in the second chunk")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail_on_second)
+    with pytest.raises(RuntimeError, match="injected failure in the second chunk"):
+        snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", real_write)
+    resumed = snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+
+    assert [r["n"] for r in read_rows(resumed, "keyed")] == [0, 1, 2, 3, 4]
+    assert read_rows(resumed, "keyed") == read_rows(whole, "keyed")

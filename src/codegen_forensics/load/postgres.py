@@ -444,6 +444,9 @@ def _table_select(
                 right.append(sql.SQL("{v}::timestamptz").format(v=sql.Literal(value)))
             elif column.type_name == "timestamp":
                 right.append(sql.SQL("{v}::timestamp").format(v=sql.Literal(value)))
+            elif column.type_name == "bytea":
+                # Read as hex text, like the column itself.
+                right.append(sql.SQL("decode({v}, 'hex')").format(v=sql.Literal(value)))
             else:
                 right.append(
                     sql.SQL("{v}::{t}").format(
@@ -466,12 +469,17 @@ def _table_select(
 
 
 def _key_text(value: Any, column: _Column) -> Any:
-    if column.type_name in ("timestamptz", "timestamp") and isinstance(value, int):
-        # Epoch microseconds as read; written back as ISO text for the next query.
+    """A key value as read from CSV, as JSON-safe text or number for the next query."""
+    if value is None:
+        return None
+    if column.type_name in ("timestamptz", "timestamp"):
+        # Epoch microseconds as read; written back as ISO text.
         moment = _EPOCH + timedelta(microseconds=value)
         if column.type_name == "timestamptz":
             return moment.replace(tzinfo=UTC).isoformat()
         return moment.isoformat()
+    if column.type_name == "date":
+        return (_EPOCH.date() + timedelta(days=value)).isoformat()
     return value
 
 
