@@ -75,11 +75,6 @@ from codegen_forensics.simulate.wire import (
     timestamp_text,
 )
 
-try:
-    import fcntl
-except ImportError:  # POSIX only: elsewhere the pipe keeps its default size
-    fcntl = None  # type: ignore[assignment]
-
 __all__ = [
     "CLIENT_GROUP",
     "INTELLIGENCE_GROUP",
@@ -1409,7 +1404,6 @@ class Traffic:
         )
         assert process.stdin is not None
         assert process.stdout is not None
-        _widen_pipe(process.stdout)
         try:
             process.stdin.write(
                 pickle.dumps((self.config, self.catalog, self.window_start, options))
@@ -1436,22 +1430,6 @@ class Traffic:
             if process.poll() is None:
                 process.terminate()
             process.wait()
-
-
-# Room for a whole frame or two, so the worker goes on generating while this
-# process sends what it has; 1 MiB is Linux's default limit for unprivileged users.
-_PIPE_BYTES = 1 << 20
-
-
-def _widen_pipe(stream: IO[bytes]) -> None:
-    """Enlarge the pipe from the worker where the platform allows it (Linux)."""
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
-    if set_size is None:
-        return
-    try:
-        fcntl.fcntl(stream.fileno(), set_size, _PIPE_BYTES)
-    except OSError as exc:
-        logger.debug("pipe from the simulation worker left as it is: %s", exc)
 
 
 def _read_frame(stream: IO[bytes]) -> tuple[str, Any]:
