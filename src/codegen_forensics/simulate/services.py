@@ -1,11 +1,13 @@
 """Simulated traffic sent to real services: Kafka through the producer, Postgres
 through the event-table writer.
 
-Events are built as the schema models, so they are validated before anything is
-sent, and their JSON goes through :meth:`EventProducer.publish_raw` keyed by session
-id and stamped with the event's own time: exactly what :meth:`EventProducer.publish`
-would send, without validating and serialising each event a second time.
-``revalidate=True`` sends them through ``publish`` instead (same bytes, slower).
+Events are built as JSON, byte for byte what the schema models publish (see
+:mod:`~codegen_forensics.simulate.wire`; a sample is parsed back through the models
+during the run), and go through :meth:`EventProducer.publish_raw` keyed by session id
+and stamped with the event's own time: exactly what :meth:`EventProducer.publish`
+would send, without building and serialising a model for each event.
+``revalidate=True`` builds and checks every event's model and sends it through
+``publish`` instead (same bytes, slower).
 Poison messages, duplicates and dead letters of every shape always go through
 ``publish_raw``. The producer's partitioner is pinned
 to librdkafka's ``consistent_random`` so every message lands on the partition the
