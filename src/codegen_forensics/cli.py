@@ -582,6 +582,12 @@ def simulate_command(
             help="Write a snapshot directory instead of sending to Kafka and Postgres.",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace the --snapshot directory if it exists."
+        ),
+    ] = False,
     truth: Annotated[
         Path | None,
         typer.Option(
@@ -596,7 +602,8 @@ def simulate_command(
     schema: SchemaOption = None,
 ) -> None:
     """Generate traffic with known trouble, and its ground truth: into Kafka and
-    Postgres (topics and event_logs created if missing), or into a snapshot."""
+    Postgres (topics, the schema and event_logs created if missing), or into a
+    snapshot."""
     from codegen_forensics.events.topics import TopicCatalog
     from codegen_forensics.simulate import (
         TRUTH_NAME,
@@ -619,7 +626,11 @@ def simulate_command(
         with SimulationProgress(err_console, sessions) as progress:
             if snapshot is not None:
                 result = write_snapshot(
-                    config, snapshot, catalog=catalog, progress=progress
+                    config,
+                    snapshot,
+                    catalog=catalog,
+                    progress=progress,
+                    overwrite=overwrite,
                 )
             else:
                 result = run_to_services(

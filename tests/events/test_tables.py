@@ -142,6 +142,17 @@ def test_create_event_tables_twice_is_idempotent(
         assert count.scalar_one() == 1
 
 
+def test_create_event_tables_creates_a_missing_schema(pg_engine: sa.Engine) -> None:
+    schema = f"test_new_{uuid.uuid4().hex[:10]}"
+    try:
+        create_event_tables(pg_engine, schema)
+
+        assert "event_id" in columns(pg_engine, schema, "event_logs")
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 def test_create_event_tables_uses_the_search_path_without_a_schema(
     schema_engine: sa.Engine, pg_schema: str
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from codegen_forensics.cli import app
 from codegen_forensics.events.topics import TopicCatalog
@@ -58,6 +58,25 @@ def test_simulate_command_writes_a_snapshot_and_its_truth(tmp_path: Path) -> Non
     assert f"ground truth written to {tmp_path / 'snap' / 'ground_truth.json'}" in (
         result.output.replace("\n", "")
     )
+
+
+def test_simulate_command_overwrite_replaces_an_existing_snapshot(
+    tmp_path: Path,
+) -> None:
+    def run(seed: str, *extra: str) -> Result:
+        args = ["simulate", "--sessions", "5", "--days", "1", "--seed", seed]
+        args += ["--start", "2026-03-16T00:00:00Z", "--snapshot", str(tmp_path / "s")]
+        return runner.invoke(app, [*args, *extra])
+
+    first = run("1")
+    refused = run("2")
+    replaced = run("2", "--overwrite")
+
+    assert first.exit_code == 0, first.output
+    assert refused.exit_code == 2
+    assert "--overwrite" in refused.output
+    assert replaced.exit_code == 0, replaced.output
+    assert GroundTruth.read(tmp_path / "s" / "ground_truth.json").seed == 2
 
 
 def test_simulate_command_unknown_trouble_exits_2() -> None:

@@ -207,7 +207,7 @@ def create_event_tables(
     Every table and index is created with ``IF NOT EXISTS``, so running this again,
     or after a crash halfway, leaves the database as one run would. A table that
     already exists is left as it is, even if it differs. ``schema`` defaults to the
-    connection's search path.
+    connection's search path; a named schema is created if it does not exist.
     """
     metadata = sa.MetaData(schema=schema)
     tables = {
@@ -224,6 +224,8 @@ def create_event_tables(
 
     try:
         with engine.begin() as conn:
+            if schema is not None:
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             for table in tables.values():
                 conn.execute(CreateTable(table, if_not_exists=True))
                 for index in sorted(table.indexes, key=lambda i: str(i.name)):

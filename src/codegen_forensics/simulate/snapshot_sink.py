@@ -460,7 +460,8 @@ def write_snapshot(
     if target.exists() and not overwrite and any(target.iterdir()):
         raise SnapshotError(
             f"snapshot directory {str(target)!r} already exists and is not "
-            "empty; choose a new directory or pass overwrite=True"
+            "empty; choose a new directory, or replace it with --overwrite "
+            "(overwrite=True)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
