@@ -14,6 +14,7 @@ instead of DuckDB.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -287,7 +288,14 @@ def _duckdb(
     # Tables kept between measures go to a scratch database file rather than
     # memory: DuckDB compresses them there and pages them in under the memory cap.
     scratch = Path(temp) / f"scratch-{uuid.uuid4().hex}.duckdb"
-    cleanup.append(lambda: _remove_scratch(scratch))
+
+    def remove() -> None:
+        _remove_scratch(scratch)
+
+    # An analysis never closed would leave the file behind; remove it at exit too.
+    atexit.register(remove)
+    cleanup.append(lambda: atexit.unregister(remove))
+    cleanup.append(remove)
     try:
         con = ibis.duckdb.connect(str(scratch), **config)
     except Exception as exc:  # duckdb raises its own error types for bad settings
