@@ -4,6 +4,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ibis.expr.types as ir
 import pandas as pd
 import pytest
 
@@ -166,3 +167,26 @@ def test_open_analysis_session_time_zone_is_utc(
     a = analyse()
     row = a.backend.raw_sql("SELECT current_setting('TimeZone')").fetchall()
     assert row == [("UTC",)]
+
+
+def test_materialise_builds_once_and_removes_the_scratch_file_on_close(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    a = open_analysis(build_snapshot([dict(topic=REQ, timestamp=at(0))]), "128MB")
+    calls: list[int] = []
+
+    def build() -> ir.Table:
+        calls.append(1)
+        return a.messages.select("topic")
+
+    a.materialise("topics", build)
+    kept = a.materialise("topics", build)
+    assert calls == [1]
+    assert a.execute(kept)["topic"].tolist() == [REQ]
+    tables = a.backend.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    assert (kept.get_name(),) in tables
+    files = a.backend.con.execute("SELECT file FROM pragma_database_list").fetchall()
+    scratch = Path(next(f for (f,) in files if f and "scratch-" in f))
+    assert scratch.exists()
+    a.close()
+    assert not scratch.exists()

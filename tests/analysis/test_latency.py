@@ -131,6 +131,45 @@ def test_request_response_summary_overall(pairs: Analysis) -> None:
     assert frame[["requests", "answered", "unanswered"]].iloc[0].tolist() == [4, 2, 1]
 
 
+def test_request_response_summary_by_request_topic_exact(pairs: Analysis) -> None:
+    frame = request_response_summary(pairs, by=("request_topic",))
+    assert frame["request_topic"].tolist() == [REQ, REQ_V]
+    assert frame["requests"].tolist() == [2, 2]
+    assert frame["answered"].tolist() == [2, 0]
+    assert frame["latency_mean_ms"].iloc[0] == 2250.0
+    assert frame["processing_mean_ms"].iloc[0] == 700.0
+
+
+def test_request_response_summary_columns_in_documented_order(
+    pairs: Analysis,
+) -> None:
+    frame = request_response_summary(pairs, by=("operation", "hour"))
+    assert list(frame.columns) == [
+        "operation",
+        "hour",
+        "requests",
+        "answered",
+        "unanswered",
+        "dead_lettered",
+        "poison_unanswered",
+        "without_correlation_id",
+        "duplicate_responses",
+        "requests_with_duplicates",
+        "latency_mean_ms",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "processing_mean_ms",
+        "processing_p50_ms",
+        "processing_p95_ms",
+        "processing_p99_ms",
+    ]
+    analyze = frame[frame["operation"] == "analyze"].iloc[0]
+    assert analyze["latency_p50_ms"] == 2250.0
+    assert analyze["processing_p99_ms"] == pytest.approx(200 + 0.99 * 1000)
+
+
 def test_request_response_summary_unknown_key_is_refused(pairs: Analysis) -> None:
     with pytest.raises(InputError, match=r"by=\['topic'\] is not allowed"):
         request_response_summary(pairs, by=("topic",))
