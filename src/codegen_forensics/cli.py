@@ -704,6 +704,12 @@ ThresholdsOption = Annotated[
     Path | None,
     typer.Option("--thresholds", help="YAML or JSON file of target thresholds."),
 ]
+OverridesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--overrides", help="YAML or JSON file splitting or merging DLQ error groups."
+    ),
+]
 
 
 def _iso_time(text: str) -> object:
@@ -750,13 +756,7 @@ def report_weekly_command(
     week: WeekOption = None,
     previous: PreviousOption = None,
     thresholds: ThresholdsOption = None,
-    overrides: Annotated[
-        Path | None,
-        typer.Option(
-            "--overrides",
-            help="YAML or JSON file splitting or merging DLQ error groups.",
-        ),
-    ] = None,
+    overrides: OverridesOption = None,
     redaction: RedactionOption = "none",
     pdf: PdfOption = False,
 ) -> None:
@@ -845,13 +845,7 @@ def review_command(
     week: WeekOption = None,
     previous: PreviousOption = None,
     thresholds: ThresholdsOption = None,
-    overrides: Annotated[
-        Path | None,
-        typer.Option(
-            "--overrides",
-            help="YAML or JSON file splitting or merging DLQ error groups.",
-        ),
-    ] = None,
+    overrides: OverridesOption = None,
     redaction: RedactionOption = "none",
     pdf: PdfOption = False,
 ) -> None:
