@@ -27,6 +27,16 @@ from codegen_forensics.simulate.wire import (
 from .conftest import troubled_config
 
 EVENT_ROLES = ("request", "response", "status", "duplicate")
+# A valid status event as the simulator writes it.
+STATUS_PAYLOAD = {
+    "session_id": "f35df835-11cf-4d31-82d0-ae84dc293a72",
+    "timestamp": "2026-03-16T00:00:00.000000Z",
+    "schema_version": "1.0",
+    "status": "pending",
+    "progress_percentage": 0.0,
+    "message": "created",
+    "metadata": {},
+}
 
 
 def _models(catalog: TopicCatalog) -> dict[str, type[CodegenEvent]]:
@@ -75,44 +85,20 @@ def test_simulate_events_kept_for_the_sink_are_the_models_of_the_bytes() -> None
 
 
 def test_check_payload_refuses_a_payload_its_model_does_not_accept() -> None:
-    data = {
-        "session_id": "not-a-uuid",
-        "timestamp": "2026-03-16T00:00:00.000000Z",
-        "schema_version": "1.0",
-        "status": "pending",
-        "progress_percentage": 0.0,
-        "message": "created",
-        "metadata": {},
-    }
+    data = {**STATUS_PAYLOAD, "session_id": "not-a-uuid"}
     with pytest.raises(SimulationError, match=r"invalid CodegenStatusEvent"):
         check_payload(Payload(CodegenStatusEvent, data), encode(data))
 
 
 def test_check_payload_refuses_bytes_the_model_would_write_otherwise() -> None:
     # An int where the schema has a float parses, but the model writes 10.0.
-    data = {
-        "session_id": "f35df835-11cf-4d31-82d0-ae84dc293a72",
-        "timestamp": "2026-03-16T00:00:00.000000Z",
-        "schema_version": "1.0",
-        "status": "analyzing",
-        "progress_percentage": 10,
-        "message": "analysing",
-        "metadata": {},
-    }
+    data = {**STATUS_PAYLOAD, "status": "analyzing", "progress_percentage": 10}
     with pytest.raises(SimulationError, match=r"does not serialise as its model"):
         check_payload(Payload(CodegenStatusEvent, data), encode(data))
 
 
 def test_payload_check_takes_the_first_of_each_model_then_a_sample() -> None:
-    data = {
-        "session_id": "f35df835-11cf-4d31-82d0-ae84dc293a72",
-        "timestamp": "2026-03-16T00:00:00.000000Z",
-        "schema_version": "1.0",
-        "status": "pending",
-        "progress_percentage": 0.0,
-        "message": "created",
-        "metadata": {},
-    }
+    data = dict(STATUS_PAYLOAD)
     check = PayloadCheck(every=10)
     for _ in range(25):
         check(Payload(CodegenStatusEvent, data), encode(data))
