@@ -76,6 +76,33 @@ DST_ROWS = [
 ]
 
 
+def _whole_and_resumed(
+    tmp_path: Path,
+    settings: PostgresSettings,
+    options: PostgresSnapshotOptions,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_at: int,
+) -> tuple[Snapshot, Snapshot]:
+    """An uninterrupted snapshot, and one cut at chunk ``fail_at`` then resumed."""
+    whole = snapshot_postgres(tmp_path / "whole", settings, options)
+    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_table_chunk
+    calls = 0
+
+    def fail_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == fail_at:
+            raise RuntimeError(f"injected failure in chunk {fail_at}")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail_once)
+    with pytest.raises(RuntimeError, match=f"injected failure in chunk {fail_at}"):
+        snapshot_postgres(tmp_path / "cut", settings, options)
+    monkeypatch.setattr(postgres_loader, "_write_table_chunk", real_write)
+    resumed = snapshot_postgres(tmp_path / "cut", settings, options)
+    return whole, resumed
+
+
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "UTC"])
 def test_snapshot_postgres_timestamps_stay_utc_across_dst(
     postgres_settings: PostgresSettings,
@@ -344,22 +371,9 @@ def test_snapshot_postgres_interrupted_run_resumes_to_identical_snapshot(
     options = PostgresSnapshotOptions(
         schema=pg_schema, chunk_rows=3, until=datetime(2026, 1, 1, tzinfo=UTC)
     )
-    whole = snapshot_postgres(tmp_path / "whole", postgres_settings, options)
-    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_table_chunk
-    calls = 0
-
-    def fail_on_third(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RuntimeError("injected failure in the third chunk")
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail_on_third)
-    with pytest.raises(RuntimeError, match="injected failure in the third chunk"):
-        snapshot_postgres(tmp_path / "cut", postgres_settings, options)
-    monkeypatch.setattr(postgres_loader, "_write_table_chunk", real_write)
-    resumed = snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+    whole, resumed = _whole_and_resumed(
+        tmp_path, postgres_settings, options, monkeypatch, fail_at=3
+    )
 
     assert read_rows(resumed) == read_rows(whole)
     listing = [(f["path"], f["rows"]) for f in resumed.manifest["files"]]
@@ -518,22 +532,9 @@ def test_snapshot_postgres_resume_on_a_date_or_bytea_key(
                 {"k": key, "n": n},
             )
     options = PostgresSnapshotOptions(schema=pg_schema, tables=("keyed",), chunk_rows=2)
-    whole = snapshot_postgres(tmp_path / "whole", postgres_settings, options)
-    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_table_chunk
-    calls = 0
-
-    def fail_on_second(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("injected failure in the second chunk")
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(postgres_loader, "_write_table_chunk", fail_on_second)
-    with pytest.raises(RuntimeError, match="injected failure in the second chunk"):
-        snapshot_postgres(tmp_path / "cut", postgres_settings, options)
-    monkeypatch.setattr(postgres_loader, "_write_table_chunk", real_write)
-    resumed = snapshot_postgres(tmp_path / "cut", postgres_settings, options)
+    whole, resumed = _whole_and_resumed(
+        tmp_path, postgres_settings, options, monkeypatch, fail_at=2
+    )
 
     assert [r["n"] for r in read_rows(resumed, "keyed")] == [0, 1, 2, 3, 4]
     assert read_rows(resumed, "keyed") == read_rows(whole, "keyed")
