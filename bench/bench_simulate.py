@@ -42,7 +42,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from codegen_forensics.events.producer import PRODUCER_CONFIG
-from codegen_forensics.events.tables import create_event_tables
+from codegen_forensics.events.tables import EVENT_LOG_COLUMNS, create_event_tables
 from codegen_forensics.events.topics import TopicCatalog
 from codegen_forensics.settings import KafkaSettings, PostgresSettings
 from codegen_forensics.simulate import (
@@ -58,17 +58,8 @@ from codegen_forensics.simulate.services import (
 )
 
 SINK_PREFIX = "bench_"
-COPY_COLUMNS = (
-    "session_id",
-    "correlation_id",
-    "event_type",
-    "topic",
-    "timestamp",
-    "status",
-    "processing_time_ms",
-    "payload",
-    "metadata",
-)
+# The simulator's rows leave event_id to the database.
+COPY_COLUMNS = EVENT_LOG_COLUMNS[1:]
 
 
 @contextmanager
