@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from codegen_forensics.errors import ConfigError
 
@@ -146,6 +145,10 @@ class PostgresSettings:
         if raw.startswith("postgresql://") or raw.startswith("postgres://"):
             # A plain libpq URL: use psycopg 3, the driver this package installs.
             raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
+        # Imported here: processes that never touch Postgres (the simulator's
+        # worker, Kafka readers) start faster without SQLAlchemy.
+        from sqlalchemy.engine import make_url
+
         try:
             make_url(raw)
         except Exception as exc:
@@ -161,6 +164,8 @@ class PostgresSettings:
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -455,6 +455,120 @@ def test_producer_publish_raw_sends_bytes_as_given(
     assert producer.stats.delivered == 2
 
 
+def test_producer_send_raw_lands_on_the_pinned_partitions(
+    kafka_settings: KafkaSettings,
+    producer_factory: Callable[..., EventProducer],
+    topic_factory: Callable[..., str],
+) -> None:
+    topic = topic_factory("pinned", partitions=3)
+    reported: list[Delivery] = []
+    sent = [
+        (2, b"first", b"k1", None),
+        (0, b"second", b"k1", [("origin", b"simulator"), ("origin", None)]),
+        (2, None, b"k2", None),
+        (1, b"\xff\xfe", None, None),
+        (2, b"third", b"k3", None),
+    ]
+    with producer_factory(on_delivery=reported.append) as producer:
+        for number, (partition, value, key, headers) in enumerate(sent):
+            producer.send_raw(
+                topic, value, key, 1760437800000 + number, headers, partition
+            )
+
+    assert (producer.stats.published, producer.stats.delivered) == (5, 5)
+    assert producer.stats.value_bytes == 5 + 6 + 0 + 2 + 5
+    # Delivered messages are counted only: no Delivery, no latency.
+    assert reported == []
+    assert producer.stats.latencies_ms == []
+    stored = {p: read_partition(kafka_settings, topic, p) for p in range(3)}
+    assert [m.value() for m in stored[2]] == [b"first", None, b"third"]
+    assert [m.key() for m in stored[2]] == [b"k1", b"k2", b"k3"]
+    assert [m.timestamp()[1] for m in stored[2]] == [
+        1760437800000,
+        1760437800002,
+        1760437800004,
+    ]
+    assert [(m.value(), m.headers()) for m in stored[0]] == [
+        (b"second", [("origin", b"simulator"), ("origin", None)])
+    ]
+    assert [(m.value(), m.key()) for m in stored[1]] == [(b"\xff\xfe", None)]
+
+
+def test_producer_send_raw_failure_is_retried_then_reported(
+    provisioned_catalog: TopicCatalog,
+    producer_factory: Callable[..., EventProducer],
+) -> None:
+    missing = f"{provisioned_catalog.prefix}no_such_topic"
+    reported: list[Delivery] = []
+    producer = producer_factory(
+        config=FAST_FAILURE, max_retries=1, on_delivery=reported.append
+    )
+
+    producer.send_raw(missing, b"lost", b"k9", 1760437800123, partition=0)
+    with pytest.raises(
+        PublishError,
+        match=r"1 messages could not be delivered, nor dead-lettered; first: topic "
+        r"'t[0-9a-f]{8}_no_such_topic'.*_?UNKNOWN_TOPIC",
+    ):
+        producer.flush()
+
+    assert len(reported) == 1
+    failed = reported[0]
+    assert (failed.kind, failed.state, failed.attempts) == ("raw", "failed", 2)
+    assert (failed.topic, failed.key, failed.timestamp_ms) == (
+        missing,
+        b"k9",
+        1760437800123,
+    )
+    assert failed.value_bytes == 4
+    assert failed.error is not None
+    assert failed.error.retriable
+    stats = producer.stats
+    assert (stats.published, stats.delivered, stats.retried, stats.failed) == (
+        1,
+        0,
+        1,
+        1,
+    )
+    producer.close()
+
+
+def test_producer_send_raw_to_a_partition_that_does_not_exist_fails(
+    producer_factory: Callable[..., EventProducer],
+    topic_factory: Callable[..., str],
+) -> None:
+    topic = topic_factory("narrow", partitions=1)
+    reported: list[Delivery] = []
+    producer = producer_factory(max_retries=0, on_delivery=reported.append)
+
+    producer.send_raw(topic, b"nowhere", b"k1", partition=4)
+    with pytest.raises(PublishError, match="UNKNOWN_PARTITION"):
+        producer.flush()
+
+    assert [(d.state, d.attempts, d.topic) for d in reported] == [("failed", 1, topic)]
+    producer.close()
+
+
+def test_producer_send_raw_refuses_bad_input(
+    producer_factory: Callable[..., EventProducer],
+) -> None:
+    producer = producer_factory()
+
+    with pytest.raises(
+        InputError, match="send_raw value must be bytes or None, got str"
+    ):
+        producer.send_raw("any-topic", "text")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="send_raw key must be bytes or None, got int"):
+        producer.send_raw("any-topic", b"x", 7)  # type: ignore[arg-type]
+    with pytest.raises(
+        InputError,
+        match=r"raw message for topic 'any-topic' is 1048579 bytes with key and "
+        r"headers; the largest message allowed is 1048576 bytes",
+    ):
+        producer.send_raw("any-topic", b"x" * 1_048_576, b"k", headers=[("h", b"v")])
+    assert producer.close().published == 0
+
+
 def test_producer_publish_dlq_shapes_pick_their_topic(
     kafka_settings: KafkaSettings,
     provisioned_catalog: TopicCatalog,

@@ -193,6 +193,9 @@ class _Outgoing:
     event: CodegenEvent | None = None
     dlq_topic: str | None = None
     parent: Delivery | None = None  # set on the dead-letter copy of an event
+    partition: int = -1  # -1 lets the partitioner choose
+    # Sent by send_raw: a delivery at a later attempt is counted, not reported.
+    quiet: bool = False
 
 
 # Header values may be None: Kafka allows null header values.
@@ -344,6 +347,78 @@ class EventProducer:
         self._send_new(outgoing)
         return delivery
 
+    def send_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Send bytes as :meth:`publish_raw` does, for callers that send many.
+
+        No :class:`Delivery` is kept for a message that is delivered: it is counted
+        in :attr:`stats`, without a latency, and ``on_delivery`` is not called for
+        it. A message that fails gets its :class:`Delivery` then and is treated as
+        :meth:`publish_raw` treats it: retried, else counted as failed, reported to
+        ``on_delivery`` and raised by :meth:`flush`. ``partition`` pins the message
+        to a partition instead of leaving it to the partitioner; re-sends keep it.
+        """
+        if value is not None and not isinstance(value, bytes):
+            raise InputError(
+                f"send_raw value must be bytes or None, got {type(value).__name__}"
+            )
+        if key is not None and not isinstance(key, bytes):
+            raise InputError(
+                f"send_raw key must be bytes or None, got {type(key).__name__}"
+            )
+        value_bytes = 0 if value is None else len(value)
+        size = value_bytes if key is None else value_bytes + len(key)
+        if headers:
+            size += sum(_header_bytes(k, v) for k, v in headers)
+        if size > self.max_message_bytes:
+            raise InputError(
+                f"raw message for topic {topic!r} is {size} bytes with key and "
+                f"headers; the largest message allowed is {self.max_message_bytes} "
+                "bytes (message.max.bytes)"
+            )
+        if self._closed:
+            raise PublishError("the producer is closed; create a new EventProducer")
+        if self._fatal is not None:
+            self._raise_if_fatal()
+
+        self.stats.published += 1
+        self.stats.value_bytes += value_bytes
+        client = self._producer
+        pinned = -1 if partition is None else partition
+        # A failed message's report has neither its timestamp nor its headers.
+        callback = functools.partial(self._on_quiet_delivery, timestamp_ms, headers)
+        while True:
+            try:
+                client.produce(
+                    topic,
+                    value,
+                    key,
+                    pinned,
+                    on_delivery=callback,
+                    timestamp=timestamp_ms or 0,
+                    headers=headers,
+                )
+                break
+            except BufferError:
+                client.poll(0.1)
+            except KafkaException:
+                # The general path turns the error into a failed or retried send.
+                outgoing = _quiet_outgoing(
+                    topic, value, key, timestamp_ms, headers, pinned
+                )
+                self._produce(outgoing)
+                break
+        client.poll(0)
+        if self._retry_heap:
+            self._serve(0)
+
     def publish_dlq(
         self,
         message: DLQEnvelope | Mapping[str, Any] | bytes,
@@ -464,6 +539,7 @@ class EventProducer:
                     delivery.topic,
                     outgoing.value,
                     delivery.key,
+                    outgoing.partition,
                     on_delivery=callback,
                     timestamp=delivery.timestamp_ms or 0,
                     headers=outgoing.headers,
@@ -489,6 +565,30 @@ class EventProducer:
                     f"could not hand a message for topic {delivery.topic!r} to "
                     f"librdkafka: {exc}"
                 ) from exc
+
+    def _on_quiet_delivery(
+        self,
+        timestamp_ms: int | None,
+        headers: list[tuple[str, str | bytes | None]] | None,
+        error: RdKafkaError | None,
+        message: Message | None,
+    ) -> None:
+        if error is None:
+            self.stats.delivered += 1
+            return
+        # A failed send_raw message is rebuilt from the report to follow it further.
+        assert message is not None
+        partition = message.partition()
+        outgoing = _quiet_outgoing(
+            message.topic() or "",
+            message.value(),
+            message.key(),
+            timestamp_ms,
+            headers,
+            -1 if partition is None else partition,
+        )
+        outgoing.delivery.attempts = 1
+        self._on_delivery(outgoing, error, message)
 
     def _on_delivery(
         self, outgoing: _Outgoing, error: RdKafkaError | None, message: Message | None
@@ -580,7 +680,8 @@ class EventProducer:
         if parent is None:
             delivery.state = "delivered"
             self.stats.delivered += 1
-            self._finished(delivery)
+            if not outgoing.quiet:
+                self._finished(delivery)
             return
         delivery.state = "delivered"
         parent.dlq_partition = delivery.partition
@@ -716,6 +817,38 @@ def _headers(headers: Headers | None) -> list[tuple[str, str | bytes | None]] | 
         return None
     items = headers.items() if isinstance(headers, Mapping) else headers
     return [(str(k), v.encode("utf-8") if isinstance(v, str) else v) for k, v in items]
+
+
+def _header_bytes(key: str, value: str | bytes | None) -> int:
+    size = len(key.encode("utf-8"))
+    if isinstance(value, str):
+        return size + len(value.encode("utf-8"))
+    return size + len(value or b"")
+
+
+def _quiet_outgoing(
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    timestamp_ms: int | None,
+    headers: Headers | None,
+    partition: int,
+) -> _Outgoing:
+    """The record of a :meth:`EventProducer.send_raw` message that needs one."""
+    delivery = Delivery(
+        kind="raw",
+        topic=topic,
+        key=key,
+        timestamp_ms=timestamp_ms,
+        value_bytes=0 if value is None else len(value),
+    )
+    return _Outgoing(
+        delivery=delivery,
+        value=value,
+        headers=_headers(headers) if headers else None,
+        partition=partition,
+        quiet=True,
+    )
 
 
 def _first_mapping(message: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:

@@ -3,17 +3,16 @@ through the event-table writer.
 
 Events are built as JSON, byte for byte what the schema models publish (see
 :mod:`~codegen_forensics.simulate.wire`; a sample is parsed back through the models
-during the run), and go through :meth:`EventProducer.publish_raw` keyed by session id
-and stamped with the event's own time: exactly what :meth:`EventProducer.publish`
-would send, without building and serialising a model for each event.
-``revalidate=True`` builds and checks every event's model and sends it through
-``publish`` instead (same bytes, slower).
-Poison messages, duplicates and dead letters of every shape always go through
-``publish_raw``. The producer's partitioner is pinned
-to librdkafka's ``consistent_random`` so every message lands on the partition the
-ground truth names; each delivery is checked against it, and each partition's end
-offset against the count sent. ``event_logs`` rows are written with ``COPY`` on a
-background thread while generation goes on.
+during the run), and go through :meth:`EventProducer.send_raw` keyed by session id,
+stamped with the event's own time and sent to the partition the ground truth names:
+exactly what :meth:`EventProducer.publish` would send, without building and
+serialising a model for each event. Poison messages, duplicates and dead letters of
+every shape take the same path. ``revalidate=True`` builds and checks every event's
+model and sends it through ``publish`` instead (same bytes, slower); the producer's
+partitioner is pinned to librdkafka's ``consistent_random``, the choice the ground
+truth makes, and each such delivery is checked against it. Each partition's end
+offset is checked against the count sent. ``event_logs`` rows are written with
+``COPY`` on a background thread while generation goes on.
 
 The consumer groups' committed offsets are set the way a consumer would leave them:
 a client with the group's id commits explicit offsets without joining the group.
@@ -67,7 +66,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _rdkafka_logger = logging.getLogger(__name__ + ".librdkafka")
 
-# Pinned so that partitions can be computed before anything is sent.
+# Pinned so that validated events, which the partitioner places, land where the
+# ground truth says.
 PARTITIONER = "consistent_random"
 _STOP = object()
 # Errors of a topic whose partitions have no leader yet.
@@ -84,7 +84,11 @@ _SETTLING = frozenset(
 
 @dataclass
 class _DeliveryCheck:
-    """Deliveries that did not land where the ground truth says."""
+    """Deliveries that did not land where the ground truth says.
+
+    Messages sent with ``send_raw`` are reported only when they fail; ``delivered``
+    counts the validated events of a ``revalidate`` run.
+    """
 
     delivered: int = 0
     wrong_partition: list[str] = field(default_factory=list)
@@ -149,12 +153,13 @@ class ServiceSink:
         if self.revalidate and message.event is not None:
             producer.publish(message.event, topic=message.topic)
         else:
-            producer.publish_raw(
+            producer.send_raw(
                 message.topic,
                 message.value,
                 message.key,
                 message.timestamp_ms,
-                message.headers,
+                message.headers,  # type: ignore[arg-type]
+                message.partition,
             )
 
     def _delivered(self, delivery: Delivery) -> None:
