@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -17,13 +19,22 @@ from codegen_forensics.analysis import (
     compression_ratios,
     open_analysis,
 )
-from codegen_forensics.analysis.compression import BATCH_HEADER_BYTES
+from codegen_forensics.analysis.compression import (
+    BATCH_HEADER_BYTES,
+    _Columns,
+    _encode_varint,
+    _frame,
+    _Framing,
+    _record,
+    _varints,
+)
 from codegen_forensics.errors import InputError
 from codegen_forensics.settings import KafkaSettings
 
 from .helpers import REQ, RESP, at, message_table
 
 ROOT = Path(__file__).resolve().parents[2]
+_HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 
 def rows() -> list[dict]:
@@ -218,3 +229,67 @@ def test_compression_estimate_matches_the_brokers_log_segments(
         row = estimate[estimate["partition"] == partition].iloc[0]
         assert row["estimated_disk_bytes"] == pytest.approx(on_disk, rel=0.15)
         assert row["ratio"] > 2
+
+
+def test_compression_record_bytes_of_one_small_record() -> None:
+    # Length 8, attributes, ts delta 2, offset delta 1, key "k", value "v", 0 headers.
+    assert _record(1, 2, b"k", b"v", None) == b"\x10\x00\x04\x02\x02k\x02v\x00"
+
+
+def test_compression_varints_match_the_python_encoding() -> None:
+    values = [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 65_534, 65_535, 2**31, -(2**31)]
+    values += [2**62, -(2**62), 2**63 - 1, -(2**63)]
+    array, lengths = _varints(np.array(values, dtype=np.int64))
+    assert array.to_pylist() == [_encode_varint(v) for v in values]
+    assert lengths.tolist() == [len(_encode_varint(v)) for v in values]
+
+
+def test_compression_framing_a_run_gives_the_bytes_of_record_by_record() -> None:
+    # Null and empty keys, a null value, a null timestamp, headers, an offset jump,
+    # a timestamp before the batch's first and deltas past one varint byte.
+    stamps = [5_000_123, None, 4_000_000, 9_000_000_999, 5_001_000, 5_002_000]
+    offsets = [10, 11, 12, 300_000, 300_001, 300_002]
+    keys = [b"key", None, b"", b"k" * 200, b"x", None]
+    values = [b"v" * 3, b"w", None, b"z" * 70_000, b"", b"last"]
+    headers = [
+        None,
+        [],
+        [{"key": "trace", "value": b"abc"}, {"key": "empty", "value": None}],
+        None,
+        [{"key": "", "value": b""}],
+        None,
+    ]
+    stamp_array = pa.array(stamps, pa.int64())
+    columns = _Columns(
+        np.array(offsets, dtype=np.int64),
+        stamp_array.fill_null(0).to_numpy(),
+        stamp_array.is_valid().to_numpy(zero_copy_only=False),
+        pa.array(keys, pa.binary()),
+        pa.array(values, pa.binary()),
+        pa.array(headers, _HEADERS),
+    )
+    # Two pieces of one batch (rows 0-1, 3-5) framed against its first record, and
+    # row 2 against an earlier batch's base.
+    framing = _Framing()
+    first = framing.add(0, 2, 5_000, 10)
+    second = framing.add(3, 6, 5_000, 10)
+    third = framing.add(2, 3, 7, 3)
+    data, starts = _frame(columns, framing)
+
+    def expected(row: int, base_ts: int, base_offset: int) -> bytes:
+        ts = stamps[row]
+        delta = ts // 1000 - base_ts if ts is not None else 0
+        return _record(
+            offsets[row] - base_offset, delta, keys[row], values[row], headers[row]
+        )
+
+    framed = bytes(memoryview(data))
+    assert starts.tolist()[0] == 0
+    assert framed[starts[first.start] : starts[first.stop]] == b"".join(
+        expected(r, 5_000, 10) for r in (0, 1)
+    )
+    assert framed[starts[second.start] : starts[second.stop]] == b"".join(
+        expected(r, 5_000, 10) for r in (3, 4, 5)
+    )
+    assert framed[starts[third.start] : starts[third.stop]] == expected(2, 7, 3)
+    assert len(framed) == starts[-1]

@@ -80,7 +80,8 @@ class _Partition:
     open_first_offset: int = 0
     open_value_bytes: int = 0
     open_payload_bytes: int = 0
-    open_parts: list[bytes] = field(default_factory=list)
+    # Framed records, or (within a run) where the run's framed records fall.
+    open_parts: list[bytes | range] = field(default_factory=list)
     open_sampled: bool = False
 
 
@@ -112,7 +113,7 @@ def _record(
     value: bytes | None,
     headers: Iterable[dict[str, Any]] | None,
 ) -> bytes:
-    """One record of a v2 record batch."""
+    """One record of a v2 record batch (:func:`_frame` frames many at once)."""
     parts = [
         b"\x00",  # attributes
         _varint(ts_delta),
@@ -121,30 +122,134 @@ def _record(
         key or b"",
         _SMALL_VARINTS[0] if value is None else _varint(len(value)),
         value or b"",
+        _header_bytes(headers),
     ]
-    if headers:
-        items = list(headers)
-        parts.append(_varint(len(items)))
-        for header in items:
-            name = (header.get("key") or "").encode("utf-8")
-            parts += [_varint(len(name)), name]
-            hv = header.get("value")
-            parts += [_SMALL_VARINTS[0]] if hv is None else [_varint(len(hv)), hv]
-    else:
-        parts.append(_SMALL_VARINTS[1])
     body = b"".join(parts)
     return _varint(len(body)) + body
+
+
+def _header_bytes(headers: Iterable[dict[str, Any]] | None) -> bytes:
+    """A record's headers: their count, then each name and value."""
+    items = list(headers or ())
+    if not items:
+        return _SMALL_VARINTS[1]
+    parts = [_varint(len(items))]
+    for header in items:
+        name = (header.get("key") or "").encode("utf-8")
+        parts += [_varint(len(name)), name]
+        hv = header.get("value")
+        parts += [_SMALL_VARINTS[0]] if hv is None else [_varint(len(hv)), hv]
+    return b"".join(parts)
+
+
+def _varints(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Kafka's zigzag varint of each of ``values`` (int64), and their lengths."""
+    v = values.astype(np.int64, copy=False)
+    z = ((v << 1) ^ (v >> 63)).view(np.uint64)
+    groups = (z[:, None] >> np.arange(0, 70, 7, dtype=np.uint64)) & np.uint64(0x7F)
+
+    # One byte per 7 bits up to the highest non-zero group; zero takes one byte.
+    nonzero = groups != 0
+    lengths = np.where(
+        nonzero.any(axis=1), 10 - np.argmax(nonzero[:, ::-1], axis=1), 1
+    ).astype(np.int64)
+    position = np.arange(10)[None, :]
+    more = np.where(position < lengths[:, None] - 1, np.uint64(0x80), np.uint64(0))
+    data = (groups | more).astype(np.uint8)[position < lengths[:, None]]
+    offsets = np.zeros(len(v) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    array = pa.Array.from_buffers(
+        pa.large_binary(), len(v), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    return array, lengths
 
 
 @dataclass(frozen=True)
 class _Columns:
     """One partition run's columns that framing a record reads."""
 
-    offsets: pa.Array
-    stamps_us: pa.Array
+    offsets: np.ndarray
+    stamps_us: np.ndarray  # 0 where the timestamp is null
+    stamped: np.ndarray
     keys: pa.Array
     values: pa.Array
     headers: pa.Array
+
+
+@dataclass
+class _Framing:
+    """The rows of one run that sampled batches hold, framed together after it.
+
+    Each piece is rows ``start`` to ``end`` of the run, in a batch whose first
+    record has timestamp ``base_ts`` (ms) and offset ``base_offset``.
+    """
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    base_ts: list[int] = field(default_factory=list)
+    base_offsets: list[int] = field(default_factory=list)
+    rows: int = 0
+
+    def add(self, start: int, end: int, base_ts: int, base_offset: int) -> range:
+        """Note a piece; the range is where its records fall among the framed."""
+        self.starts.append(start)
+        self.ends.append(end)
+        self.base_ts.append(base_ts)
+        self.base_offsets.append(base_offset)
+        first, self.rows = self.rows, self.rows + end - start
+        return range(first, self.rows)
+
+
+def _frame(columns: _Columns, framing: _Framing) -> tuple[pa.Buffer, np.ndarray]:
+    """The noted rows as v2 records, back to back, and where each record starts.
+
+    The same bytes as :func:`_record` row by row, in a few Arrow and NumPy passes.
+    """
+    lengths = np.asarray(framing.ends) - np.asarray(framing.starts)
+    starts = np.repeat(
+        np.asarray(framing.starts) - np.cumsum(lengths) + lengths, lengths
+    )
+    rows = starts + np.arange(framing.rows)
+    base_ts = np.repeat(np.asarray(framing.base_ts, dtype=np.int64), lengths)
+    base_offsets = np.repeat(np.asarray(framing.base_offsets, dtype=np.int64), lengths)
+    take = pa.array(rows)
+
+    ts_delta = np.where(
+        columns.stamped[rows], columns.stamps_us[rows] // 1000 - base_ts, 0
+    )
+    offset_delta = columns.offsets[rows] - base_offsets
+    keys = columns.keys.take(take).cast(pa.large_binary())
+    values = columns.values.take(take).cast(pa.large_binary())
+    # A null key or value has length -1 and no bytes.
+    klen = pc.binary_length(keys).fill_null(-1).to_numpy().astype(np.int64)
+    vlen = pc.binary_length(values).fill_null(-1).to_numpy().astype(np.int64)
+
+    # Headers are rare: those few records are framed in Python.
+    headers = columns.headers.take(take)
+    counts = pc.list_value_length(headers).fill_null(0).to_numpy()
+    encoded = [_SMALL_VARINTS[1]] * len(rows)
+    for i in np.flatnonzero(counts).tolist():
+        encoded[i] = _header_bytes(headers[i].as_py())
+    header_part = pa.array(encoded, pa.large_binary())
+    header_len = pc.binary_length(header_part).to_numpy().astype(np.int64)
+
+    parts = [_varints(ts_delta), _varints(offset_delta), _varints(klen)]
+    value_len = _varints(vlen)
+    body = 1 + sum(n for _, n in parts) + value_len[1] + header_len
+    body += np.maximum(klen, 0) + np.maximum(vlen, 0)
+    records = pc.binary_join_element_wise(
+        _varints(body)[0],
+        pa.scalar(b"\x00", pa.large_binary()),  # attributes
+        *(array for array, _ in parts),
+        keys.fill_null(b""),
+        value_len[0],
+        values.fill_null(b""),
+        header_part,
+        pa.scalar(b"", pa.large_binary()),  # no separator
+    )
+    offsets = np.frombuffer(records.buffers()[1], dtype=np.int64)
+    offsets = offsets[records.offset : records.offset + len(records) + 1]
+    return records.buffers()[2], offsets
 
 
 def _in_order(table: pa.Table) -> bool:
@@ -181,6 +286,8 @@ class _Estimator:
         )
     )
     _pending: deque[tuple[_Partition, Future[bytes]]] = field(default_factory=deque)
+    # Sampled batches closed in the current run, their records not yet framed.
+    _ready: list[tuple[_Partition, list[bytes | range]]] = field(default_factory=list)
 
     def feed(self, batch: pa.RecordBatch) -> None:
         table = pa.Table.from_batches([batch])
@@ -239,14 +346,20 @@ class _Estimator:
         state.key_bytes += int(klen.sum())
 
         # Columns the sampled batches frame, converted once per run, not per batch.
+        stamps = run.column("timestamp").cast(pa.int64()).combine_chunks()
         columns = _Columns(
-            run.column("offset").combine_chunks(),
-            run.column("timestamp").cast(pa.int64()).combine_chunks(),
+            offsets,
+            stamps.fill_null(0).to_numpy(),
+            stamps.is_valid().to_numpy(zero_copy_only=False),
             keys.combine_chunks(),
             values.combine_chunks(),
             run.column("headers").combine_chunks(),
         )
+        framing = _Framing()
         ends = csum.tolist()
+        # Value and payload bytes before each row, for a piece's sums in O(1).
+        value_before = np.r_[0, np.cumsum(vlen)].tolist()
+        payload_before = np.r_[0, np.cumsum(vlen + klen)].tolist()
         capacity = self.batch_bytes
         i, n = 0, len(sizes)
         while i < n:
@@ -257,10 +370,18 @@ class _Estimator:
             if state.open_records == 0 and j == i:
                 j = i + 1  # the first record always fits
             if j > i:
-                self._add(state, columns, i, j, ends[j - 1] - before, vlen, klen)
+                self._add(state, columns, framing, i, j, ends[j - 1] - before)
+                state.open_value_bytes += value_before[j] - value_before[i]
+                state.open_payload_bytes += payload_before[j] - payload_before[i]
             if j < n:
                 self._close(state)
             i = j
+
+        # Frame this run's sampled rows at once, then compress its closed batches.
+        framed = _frame(columns, framing) if framing.rows else None
+        self._flush(framed)
+        if state.open_parts:
+            state.open_parts = [_resolve(part, framed) for part in state.open_parts]
 
     def _open(self, state: _Partition) -> None:
         state.open_fill = BATCH_HEADER_BYTES
@@ -273,33 +394,22 @@ class _Estimator:
         self,
         state: _Partition,
         columns: _Columns,
+        framing: _Framing,
         i: int,
         j: int,
         fill: int,
-        vlen: np.ndarray,
-        klen: np.ndarray,
     ) -> None:
         state.open_fill += fill
-        value_bytes = int(vlen[i:j].sum())
-        state.open_value_bytes += value_bytes
-        state.open_payload_bytes += value_bytes + int(klen[i:j].sum())
         if state.open_sampled:
-            count = j - i
-            offsets = columns.offsets.slice(i, count).to_pylist()
-            stamps = columns.stamps_us.slice(i, count).to_pylist()
-            keys = columns.keys.slice(i, count).to_pylist()
-            values = columns.values.slice(i, count).to_pylist()
-            headers = columns.headers.slice(i, count).to_pylist()
             if state.open_records == 0:
-                state.open_first_ts = stamps[0] // 1000 if stamps[0] is not None else 0
-                state.open_first_offset = offsets[0]
-            for off, ts, k, v, h in zip(
-                offsets, stamps, keys, values, headers, strict=True
-            ):
-                ts_delta = ts // 1000 - state.open_first_ts if ts is not None else 0
-                state.open_parts.append(
-                    _record(off - state.open_first_offset, ts_delta, k, v, h)
+                stamped = bool(columns.stamped[i])
+                state.open_first_ts = (
+                    int(columns.stamps_us[i]) // 1000 if stamped else 0
                 )
+                state.open_first_offset = int(columns.offsets[i])
+            state.open_parts.append(
+                framing.add(i, j, state.open_first_ts, state.open_first_offset)
+            )
         state.open_records += j - i
 
     def _close(self, state: _Partition) -> None:
@@ -307,13 +417,19 @@ class _Estimator:
             return
         state.batches += 1
         if state.open_sampled:
-            records = b"".join(state.open_parts)
             state.sampled_batches += 1
             state.sampled_value_bytes += state.open_value_bytes
             state.sampled_payload_bytes += state.open_payload_bytes
-            self._compress(state, records)
+            self._ready.append((state, state.open_parts))
         state.open_records = 0
         state.open_parts = []
+
+    def _flush(self, framed: tuple[pa.Buffer, np.ndarray] | None) -> None:
+        """Compress the batches closed since the last flush."""
+        for state, parts in self._ready:
+            records = b"".join(_resolve(part, framed) for part in parts)
+            self._compress(state, records)
+        self._ready.clear()
 
     def _compress(self, state: _Partition, records: bytes) -> None:
         # zlib releases the GIL: a second thread compresses while this one frames.
@@ -331,12 +447,24 @@ class _Estimator:
     def discard(self) -> None:
         self._pool.shutdown(cancel_futures=True)
         self._pending.clear()
+        self._ready.clear()
 
     def finish(self) -> None:
         for state in self.parts.values():
             self._close(state)
+        self._flush(None)
         self._collect()
         self._pool.shutdown()
+
+
+def _resolve(part: bytes | range, framed: tuple[pa.Buffer, np.ndarray] | None) -> bytes:
+    """A batch's part as bytes: framed already, or a range of a run's records."""
+    if isinstance(part, bytes):
+        return part
+    assert framed is not None, "a run's records are framed before they are read"
+    data, offsets = framed
+    start, end = int(offsets[part.start]), int(offsets[part.stop])
+    return memoryview(data)[start:end].tobytes()
 
 
 def _file_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
