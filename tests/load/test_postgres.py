@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -538,3 +539,143 @@ def test_snapshot_postgres_resume_on_a_date_or_bytea_key(
 
     assert [r["n"] for r in read_rows(resumed, "keyed")] == [0, 1, 2, 3, 4]
     assert read_rows(resumed, "keyed") == read_rows(whole, "keyed")
+
+
+def copy_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "postgres-copy"]
+
+
+def test_snapshot_postgres_blocks_never_span_chunks(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows are read in blocks of 2 into chunks of 3: each chunk still gets exactly
+    # its rows, and the JSON counts of every block are kept.
+    create_event_tables(schema_engine, pg_schema)
+    texts = [
+        '"{\\"k\\": 1}"' if day in (2, 3, 9) else f'{{"d": {day}}}'
+        for day in range(1, 11)
+    ]
+    insert_event_logs(
+        schema_engine,
+        [
+            {"timestamp": f"2025-10-{day:02d} 12:00:00Z", "payload": text}
+            for day, text in zip(range(1, 11), texts, strict=True)
+        ],
+        zone="UTC",
+    )
+    options = PostgresSnapshotOptions(
+        schema=pg_schema, chunk_rows=3, until=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    whole = snapshot_postgres(tmp_path / "whole", postgres_settings, options)
+    monkeypatch.setattr(postgres_loader, "_BLOCK_ROWS", 2)
+
+    snapshot = snapshot_postgres(tmp_path / "blocks", postgres_settings, options)
+
+    rows = read_rows(snapshot)
+    assert [r["timestamp"].day for r in rows] == list(range(1, 11))
+    assert [r["payload"] for r in rows[:4]] == [
+        '{"d":1}',
+        '{"k":1}',
+        '{"k":1}',
+        '{"d":4}',
+    ]
+    assert rows == read_rows(whole)
+    chunks = [f["path"].split("/")[-1] for f in snapshot.manifest["files"]]
+    assert chunks == [f"part-{i:06d}.parquet" for i in (0, 0, 0, 1, 1, 1, 2, 2, 2, 3)]
+    table = snapshot.manifest["postgres"]["tables"]["event_logs"]
+    assert table["json"] == {"json_text_unwrapped": 3}
+
+
+def test_snapshot_postgres_failure_while_reading_ahead_resumes(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One-row blocks: when writing the first chunk fails, the reading thread is
+    # blocked with the next rows read; its COPY is cancelled and the thread ends.
+    create_event_tables(schema_engine, pg_schema)
+    window_rows(schema_engine)
+    monkeypatch.setattr(postgres_loader, "_BLOCK_ROWS", 1)
+    options = PostgresSnapshotOptions(
+        schema=pg_schema, chunk_rows=2, until=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+
+    whole, resumed = _whole_and_resumed(
+        tmp_path, postgres_settings, options, monkeypatch, fail_at=1
+    )
+
+    assert copy_threads() == []
+    assert [r["timestamp"].day for r in read_rows(resumed)] == list(range(1, 11))
+    assert read_rows(resumed) == read_rows(whole)
+
+
+def test_snapshot_postgres_error_in_the_reading_thread_is_raised(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_event_tables(schema_engine, pg_schema)
+    window_rows(schema_engine)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("injected parse failure")
+
+    monkeypatch.setattr(postgres_loader, "_parse_rows", broken)
+    with pytest.raises(ValueError, match="injected parse failure"):
+        snapshot_postgres(
+            tmp_path / "snap",
+            postgres_settings,
+            PostgresSnapshotOptions(
+                schema=pg_schema, until=datetime(2026, 1, 1, tzinfo=UTC)
+            ),
+        )
+
+    assert copy_threads() == []
+
+
+def test_snapshot_postgres_rows_without_a_time_go_to_day_unknown(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    # '-infinity' is before any window's end and is stored as a null time.
+    create_event_tables(schema_engine, pg_schema)
+    insert_event_logs(
+        schema_engine,
+        [
+            {"timestamp": "2025-10-26 23:59:59.999999Z"},
+            {"timestamp": "-infinity"},
+            {"timestamp": "2025-10-27 00:00:00Z"},
+        ],
+        zone="UTC",
+    )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        postgres_settings,
+        PostgresSnapshotOptions(
+            schema=pg_schema, until=datetime(2026, 1, 1, tzinfo=UTC)
+        ),
+    )
+
+    listing = [(f["path"], f["rows"]) for f in snapshot.manifest["files"]]
+    base = "postgres/table=event_logs"
+    assert listing == [
+        (f"{base}/day=2025-10-26/part-000000.parquet", 1),
+        (f"{base}/day=2025-10-27/part-000000.parquet", 1),
+        (f"{base}/day=unknown/part-000000.parquet", 1),
+    ]
+    assert [r["timestamp"] for r in read_rows(snapshot)] == [
+        datetime(2025, 10, 26, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2025, 10, 27, tzinfo=UTC),
+        None,
+    ]

@@ -20,13 +20,16 @@ reported. A missing, empty or stale table is a finding in the manifest, not an e
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import queue
+import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -533,40 +536,66 @@ def _arrow_table(
     return pa.table(arrays)
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """Rows of one chunk as stored, their JSON oddities, and the last row as read."""
+
+    table: pa.Table
+    counts: Counter[str]
+    last: pa.Table | None  # one row, in its CSV types; None when there are no rows
+
+
+Convert = Callable[[pa.Table], tuple[pa.Table, Counter[str]]]
+
+
+def _converter(outputs: list[Output], table: str) -> Convert:
+    """Rows as read to rows as stored, with the oddities of their JSON values."""
+    canonicalisers = {
+        name: _JsonCanonicaliser() for name, _, kind in outputs if kind == "json"
+    }
+
+    def convert(raw: pa.Table) -> tuple[pa.Table, Counter[str]]:
+        counts: Counter[str] = Counter()
+        for canonicaliser in canonicalisers.values():
+            canonicaliser.counts = counts
+        return _arrow_table(raw, outputs, table, canonicalisers), counts
+
+    return convert
+
+
 def _write_table_chunk(
-    root: Path,
-    plan: _TablePlan,
-    index: int,
-    raw: pa.Table,
-    outputs: list[Output],
-    canonicalisers: Mapping[str, _JsonCanonicaliser],
+    root: Path, plan: _TablePlan, index: int, chunk: _Chunk
 ) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    for canonicaliser in canonicalisers.values():
-        canonicaliser.counts = counts
-    table = _arrow_table(raw, outputs, plan.name, canonicalisers)
+    table = chunk.table
     files = []
     span: dict[str, Any] = {"min": None, "max": None}
+    dates: pa.ChunkedArray | None = None
+    days: dict[str, Any] = {"unknown": None}
     if plan.time_column and table.num_rows:
         times = table.column(plan.time_column)
         span = pc.min_max(times).as_py()
-        days = pc.fill_null(pc.strftime(times, format="%Y-%m-%d"), "unknown")
-        unique = sorted(pc.unique(days).to_pylist())
-    else:
-        days, unique = None, ["unknown"]
-    for day in unique:
-        part = (
-            table
-            if len(unique) == 1 or days is None
-            else table.filter(pc.equal(days, day))
-        )
+        # The UTC day of each row; only the distinct days are formatted.
+        dates = times.cast(pa.date32())
+        distinct = pc.unique(dates)
+        labels = pc.strftime(distinct, format="%Y-%m-%d").to_pylist()
+        days = {
+            "unknown" if label is None else label: day
+            for label, day in zip(labels, distinct, strict=True)
+        }
+    for day in sorted(days):
+        if len(days) == 1 or dates is None:
+            part = table
+        elif day == "unknown":
+            part = table.filter(pc.is_null(dates))
+        else:
+            part = table.filter(pc.equal(dates, days[day]))
         relative = f"postgres/table={plan.name}/day={day}/part-{index:06d}.parquet"
         files.append(write_parquet_file(root, relative, part))
     return {
         "table": plan.name,
         "index": index,
         "rows": table.num_rows,
-        "counts": dict(counts),
+        "counts": dict(chunk.counts),
         "time_min": None if span["min"] is None else span["min"].isoformat(),
         "time_max": None if span["max"] is None else span["max"].isoformat(),
         "files": files,
@@ -574,49 +603,34 @@ def _write_table_chunk(
 
 
 _CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
-# Arrow's CSV reader takes blocks of this size; a row must fit in one block.
+# Arrow's CSV reader takes blocks of at least this size; a block is made larger
+# when one of its rows would not fit.
 _CSV_BLOCK = 4 * 1024 * 1024
+# COPY hands over one row per protocol message: rows are taken this many at a time
+# and parsed as one CSV text, so no Python code runs per row.
+_BLOCK_ROWS = 8192
 
 
-class _CopyRows(io.RawIOBase):
-    """The rows of a ``COPY ... TO STDOUT`` as a file, for Arrow's CSV reader.
+def _parse_rows(
+    rows: list[Any], names: list[str], csv_types: pv.ConvertOptions
+) -> pa.Table:
+    """Whole CSV rows from COPY, parsed at once."""
+    # Each row fits in a block, whatever its length, so Arrow never has to
+    # split one.
+    longest = max(map(len, rows))
+    read = pv.ReadOptions(
+        column_names=names, block_size=max(_CSV_BLOCK, 2 * longest), use_threads=False
+    )
+    return pv.read_csv(
+        pa.py_buffer(b"".join(rows)),
+        read_options=read,
+        parse_options=_CSV_PARSE,
+        convert_options=csv_types,
+    )
 
-    The server sends each row as one protocol message. A row that does not fit in
-    half of ``block_size`` ends the file early, before that row, and stays pending,
-    so the caller opens a reader with larger blocks for the rest.
-    """
 
-    def __init__(self, rows: Iterator[Any]) -> None:
-        self._rows = rows
-        self._rest = memoryview(b"")
-        self.pending: memoryview | None = None
-        self.block_size = _CSV_BLOCK
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        size, filled = len(target), 0
-        rest = self._rest
-        while filled < size:
-            if not rest:
-                if self.pending is not None:
-                    if 2 * len(self.pending) >= self.block_size:
-                        break
-                    rest, self.pending = self.pending, None
-                    continue
-                row = next(self._rows, None)
-                if row is None:
-                    break
-                self.pending = memoryview(row).cast("B")
-                continue
-            count = min(size - filled, len(rest))
-            target[filled : filled + count] = rest[:count]
-            rest = rest[count:]
-            filled += count
-        self._rest = rest
-        return filled
+class _CopyAbandonedError(Exception):
+    """The consumer of a COPY stream went away; the COPY is cancelled."""
 
 
 def _stream(
@@ -624,14 +638,21 @@ def _stream(
     copy_sql: sql.Composed,
     outputs: list[Output],
     chunk_rows: int,
-) -> Iterator[pa.Table]:
-    """The rows of the query as tables of exactly ``chunk_rows`` rows (the last one
+    convert: Convert,
+) -> Generator[_Chunk, None, None]:
+    """The rows of the query in chunks of exactly ``chunk_rows`` rows (the last one
     shorter), read with COPY as CSV and parsed by Arrow, never value by value.
+
+    A thread reads and parses blocks of rows; each is converted as it comes, while
+    the thread reads the next one and the server goes on sending, and the chunk
+    before is written meanwhile. The thread is at most a chunk ahead. Close the
+    generator before using the connection again: that stops the thread, cancelling
+    the COPY if it has not finished.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
     schema = pa.schema([(name, csv_type) for name, csv_type, _ in outputs])
-    convert = pv.ConvertOptions(
+    csv_types = pv.ConvertOptions(
         column_types=schema,
         null_values=[""],
         strings_can_be_null=True,
@@ -639,37 +660,65 @@ def _stream(
         true_values=["t"],
         false_values=["f"],
     )
-    with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        rows = _CopyRows(iter(copy))
-        pending: list[pa.RecordBatch] = []
-        count = 0
-        while True:
-            stream = io.BufferedReader(rows, buffer_size=1 << 20)
-            if stream.peek(1):
-                read = pv.ReadOptions(
-                    column_names=schema.names, block_size=rows.block_size
-                )
-                reader = pv.open_csv(
-                    stream,
-                    read_options=read,
-                    parse_options=_CSV_PARSE,
-                    convert_options=convert,
-                )
-                for batch in reader:
-                    pending.append(batch)
-                    count += batch.num_rows
-                    while count >= chunk_rows:
-                        table = pa.Table.from_batches(pending, schema=schema)
-                        yield table.slice(0, chunk_rows)
-                        rest = table.slice(chunk_rows)
-                        pending = rest.to_batches()
-                        count = rest.num_rows
-            if rows.pending is None:
-                break
-            # A row longer than the blocks: go on with blocks that hold it.
-            rows.block_size = 4 * len(rows.pending)
-        if count:
-            yield pa.Table.from_batches(pending, schema=schema)
+    parts: queue.Queue[pa.Table | BaseException | None] = queue.Queue(
+        maxsize=-(-chunk_rows // _BLOCK_ROWS) + 1
+    )
+    stop = threading.Event()
+
+    def put(item: pa.Table | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                parts.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _CopyAbandonedError
+
+    def read() -> None:
+        try:
+            with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                rows = iter(copy)
+                filled = 0  # rows of the current chunk; no block spans two chunks
+                while block := list(
+                    islice(rows, min(_BLOCK_ROWS, chunk_rows - filled))
+                ):
+                    filled = (filled + len(block)) % chunk_rows
+                    put(_parse_rows(block, schema.names, csv_types))
+            put(None)
+        except _CopyAbandonedError:
+            return
+        except BaseException as exc:  # raised again by the consumer
+            try:
+                put(exc)
+            except _CopyAbandonedError:
+                return
+
+    reader = threading.Thread(target=read, name="postgres-copy", daemon=True)
+    reader.start()
+    try:
+        pending: list[pa.Table] = []
+        counts: Counter[str] = Counter()
+        last: pa.Table | None = None
+        while (block := parts.get()) is not None:
+            if isinstance(block, BaseException):
+                raise block
+            table, block_counts = convert(block)
+            pending.append(table)
+            counts.update(block_counts)
+            last = block.slice(block.num_rows - 1)
+            if sum(t.num_rows for t in pending) == chunk_rows:
+                yield _Chunk(_joined(pending), counts, last)
+                pending, counts = [], Counter()
+        if pending:
+            yield _Chunk(_joined(pending), counts, last)
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    # Blocks start at fixed rows of a chunk, so the files depend on the rows alone.
+    return pa.concat_tables(tables)
 
 
 def _empty_raw(outputs: list[Output]) -> pa.Table:
@@ -777,44 +826,37 @@ def _snapshot(
             key_columns = ([plan.time_column] if plan.time_column else []) + [
                 k for k in plan.primary_key if k != plan.time_column
             ]
-            canonicalisers = {
-                name: _JsonCanonicaliser()
-                for name, _, kind in outputs
-                if kind == "json"
-            }
+            convert = _converter(outputs, name)
             key_index = [plan.columns.index(by_name[k]) for k in key_columns]
             index = len(recorded)
             logger.info("reading table=%s resume=%s", name, resume)
-            final: pa.Table | None = None
-            for raw in _stream(conn, copy_sql, outputs, options.chunk_rows):
-                if raw.num_rows < options.chunk_rows:
-                    final = raw  # the rest, always last
-                    break
-                chunk = _write_table_chunk(
-                    writer.root, plan, index, raw, outputs, canonicalisers
-                )
-                chunk["last_key"] = (
-                    [
-                        _key_text(raw.column(i)[-1].as_py(), plan.columns[i])
-                        for i in key_index
-                    ]
-                    if key_index
-                    else None
-                )
-                recorded.append(chunk)
-                chunks[name] = recorded
-                writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
-                index += 1
+            final: _Chunk | None = None
+            stream = _stream(conn, copy_sql, outputs, options.chunk_rows, convert)
+            # Closed before the connection is used again, even on an error.
+            with closing(stream):
+                for read in stream:
+                    if read.table.num_rows < options.chunk_rows:
+                        final = read  # the rest, always last
+                        break
+                    chunk = _write_table_chunk(writer.root, plan, index, read)
+                    assert read.last is not None
+                    chunk["last_key"] = (
+                        [
+                            _key_text(read.last.column(i)[0].as_py(), plan.columns[i])
+                            for i in key_index
+                        ]
+                        if key_index
+                        else None
+                    )
+                    recorded.append(chunk)
+                    chunks[name] = recorded
+                    writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
+                    index += 1
             if final is not None or index == 0:
                 # An empty table still gets one file, so its columns are known.
-                chunk = _write_table_chunk(
-                    writer.root,
-                    plan,
-                    index,
-                    final if final is not None else _empty_raw(outputs),
-                    outputs,
-                    canonicalisers,
-                )
+                if final is None:
+                    final = _Chunk(*convert(_empty_raw(outputs)), last=None)
+                chunk = _write_table_chunk(writer.root, plan, index, final)
             else:
                 chunk = {
                     "table": name,
