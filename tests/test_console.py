@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pandas as pd
@@ -79,6 +81,39 @@ def test_cli_topics_unreachable_broker_exits_2() -> None:
 
     assert result.exit_code == 2
     assert "could not list topics within 1.0s" in result.output
+
+
+def test_cli_unreachable_broker_prints_one_error_not_the_client_log() -> None:
+    # librdkafka writes to the process's standard error, out of the runner's reach.
+    command = [
+        sys.executable,
+        "-c",
+        "from codegen_forensics.cli import app; app()",
+        "topics",
+        "check",
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--timeout",
+        "2",
+        "--prefix",
+        "never_",
+    ]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    verbose = subprocess.run(
+        [*command[:3], "--verbose", *command[3:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert quiet.returncode == 2
+    assert "%3|" not in quiet.stderr
+    assert "Connection refused" not in quiet.stderr
+    assert quiet.stderr.count("error:") == 1
+    assert "could not list topics within 2.0s" in quiet.stderr
+    assert verbose.returncode == 2
+    assert "codegen_forensics.librdkafka: " in verbose.stderr
+    assert "Connect to ipv4#127.0.0.1:1 failed: Connection refused" in verbose.stderr
 
 
 def test_cli_topics_help_names_both_commands() -> None:

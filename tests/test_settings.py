@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from codegen_forensics.errors import ConfigError
 from codegen_forensics.settings import (
+    CLIENT_LOGGER,
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_DATABASE_URL,
     KafkaSettings,
@@ -31,7 +34,10 @@ def test_kafka_settings_defaults_with_empty_environment() -> None:
     settings = KafkaSettings.from_env({})
 
     assert settings.bootstrap_servers == DEFAULT_BOOTSTRAP_SERVERS == "127.0.0.1:19092"
-    assert settings.client_config() == {"bootstrap.servers": "127.0.0.1:19092"}
+    assert settings.client_config() == {
+        "bootstrap.servers": "127.0.0.1:19092",
+        "logger": CLIENT_LOGGER,
+    }
     assert (
         settings.describe() == "bootstrap_servers=127.0.0.1:19092 (no extra properties)"
     )
@@ -48,6 +54,7 @@ def test_kafka_settings_environment_is_passed_to_librdkafka() -> None:
         "sasl.password": "hunter2-kafka",
         "ssl.key.password": "hunter3-key",
         "client.id": "t",
+        "logger": CLIENT_LOGGER,
     }
 
 
@@ -85,7 +92,16 @@ def test_kafka_settings_bootstrap_from_property_variable() -> None:
     )
 
     assert settings.bootstrap_servers == "via-property:9092"
-    assert settings.client_config() == {"bootstrap.servers": "via-property:9092"}
+    assert settings.client_config() == {
+        "bootstrap.servers": "via-property:9092",
+        "logger": CLIENT_LOGGER,
+    }
+
+
+def test_kafka_settings_client_logger_can_be_replaced() -> None:
+    mine = logging.getLogger("tests.kafka")
+
+    assert KafkaSettings().client_config(logger=mine)["logger"] is mine
 
 
 @pytest.mark.parametrize(

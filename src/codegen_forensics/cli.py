@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codegen_forensics.errors import ForensicsError
-from codegen_forensics.settings import KafkaSettings, PostgresSettings
+from codegen_forensics.settings import CLIENT_LOGGER, KafkaSettings, PostgresSettings
 
 if TYPE_CHECKING:
     from codegen_forensics.load import KafkaSnapshotOptions, PostgresSnapshotOptions
@@ -90,6 +90,9 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # A broker that does not answer makes the Kafka client log every attempt to
+    # connect; the command's own error says what failed. --verbose shows them.
+    CLIENT_LOGGER.setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def kafka_settings(bootstrap_servers: str | None) -> KafkaSettings:

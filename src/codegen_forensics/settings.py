@@ -6,6 +6,7 @@ are held as :class:`pydantic.SecretStr` and never appear in ``repr`` or log line
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pydantic import SecretStr
 from codegen_forensics.errors import ConfigError
 
 __all__ = [
+    "CLIENT_LOGGER",
     "DEFAULT_BOOTSTRAP_SERVERS",
     "DEFAULT_DATABASE_URL",
     "KafkaSettings",
@@ -23,6 +25,10 @@ __all__ = [
     "is_secret_property",
     "redact_url",
 ]
+
+# librdkafka's own log lines go to this logger instead of standard error, where a
+# broker that does not answer gets a line for every connection attempt.
+CLIENT_LOGGER = logging.getLogger("codegen_forensics.librdkafka")
 
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = (
@@ -100,8 +106,14 @@ class KafkaSettings:
         )
 
     def client_config(self, **overrides: Any) -> dict[str, Any]:
-        """The librdkafka configuration for a client, secrets included."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        """The librdkafka configuration for a client, secrets included.
+
+        The client logs to :data:`CLIENT_LOGGER` unless ``logger`` is overridden.
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": CLIENT_LOGGER,
+        }
         config.update(self.extra)
         config.update({k: v.get_secret_value() for k, v in self.secrets.items()})
         config.update(overrides)

@@ -142,6 +142,7 @@ def _existing_topics(admin: AdminClient, timeout: float) -> dict[str, Any]:
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # hands the client's log lines of the attempt to its logger
         raise ProvisioningError(
             f"could not list topics within {timeout}s: {_describe(exc)}"
         ) from exc

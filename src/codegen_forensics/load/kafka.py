@@ -358,6 +358,7 @@ def _plan(
     try:
         metadata = admin.list_topics(timeout=options.timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # hands the client's log lines of the attempt to its logger
         raise KafkaError(
             f"broker at {settings.describe()} does not answer: {exc}"
         ) from exc
