@@ -4,11 +4,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ibis
 import ibis.expr.types as ir
 import pandas as pd
 import pytest
 
 from codegen_forensics.analysis import Analysis, open_analysis
+from codegen_forensics.analysis.context import normalise_id, strip_blanks
 from codegen_forensics.errors import InputError, SnapshotError
 from codegen_forensics.snapshot import (
     CONSUMER_OFFSETS_SCHEMA,
@@ -190,3 +192,31 @@ def test_materialise_builds_once_and_removes_the_scratch_file_on_close(
     assert scratch.exists()
     a.close()
     assert not scratch.exists()
+
+
+def test_normalise_id_trims_only_blanks_and_lowercases(
+    analyse: Callable[..., Analysis],
+) -> None:
+    # Blanks at either end, inside, none; a control character that is no blank.
+    raw = [" a", "B ", "\tC\n", "\x0bd\x0c", "\r\r", "", None, "E f", "\x01g", "h"]
+    a = analyse()
+    table = ibis.memtable(pd.DataFrame({"raw": pd.Series(raw, dtype="object")}))
+    frame = a.execute(
+        table.select(
+            "raw", id=normalise_id(table.raw), stripped=strip_blanks(table.raw)
+        )
+    )
+    frame = frame.astype(object).where(frame.notna(), None)
+    got = {r: (i, s) for r, i, s in frame.itertuples(index=False)}
+    assert got == {
+        " a": ("a", "a"),
+        "B ": ("b", "B"),
+        "\tC\n": ("c", "C"),
+        "\x0bd\x0c": ("d", "d"),
+        "\r\r": (None, ""),
+        "": (None, ""),
+        None: (None, None),
+        "E f": ("e f", "E f"),
+        "\x01g": ("\x01g", "\x01g"),
+        "h": ("h", "h"),
+    }

@@ -20,6 +20,7 @@ from codegen_forensics.analysis.context import (
     Source,
     check_source,
     normalise_id,
+    strip_blanks,
 )
 from codegen_forensics.events.topics import parse_topic
 
@@ -118,7 +119,7 @@ def keyed_events(a: Analysis, source: Source, *, sessions: bool = False) -> ir.T
 def _topic_events(a: Analysis) -> ir.Table:
     m = a.messages
     is_dlq = (m.category == "dlq") | (m.decode_status == "dlq")
-    raw = m.status.strip().lower()
+    raw = strip_blanks(m.status).lower()
     status = ibis.cases(
         (is_dlq, "failed"),
         (m.category == "request", "sent"),
@@ -156,14 +157,14 @@ def _log_events(a: Analysis) -> ir.Table:
     e = a.event_logs
     operations = _operations(a)
     joined = e.left_join(operations, e.topic == operations.op_topic)
-    status = joined.status.strip().lower()
+    status = strip_blanks(joined.status).lower()
     return joined.select(
         source=ibis.literal("event_logs"),
         topic=joined.topic,
         partition=ibis.null("int32"),
         offset=ibis.null("int64"),
         event_id=joined.event_id,
-        category=joined.event_type.strip().lower(),
+        category=strip_blanks(joined.event_type).lower(),
         operation=joined.op_operation,
         event_name=ibis.null("string"),
         session_id=normalise_id(joined.session_id),
