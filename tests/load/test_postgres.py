@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -556,7 +557,11 @@ def test_snapshot_postgres_blocks_never_span_chunks(
     # its rows, and the JSON counts of every block are kept.
     create_event_tables(schema_engine, pg_schema)
     texts = [
-        '"{\\"k\\": 1}"' if day in (2, 3, 9) else f'{{"d": {day}}}'
+        '"{\\"k\\": 1}"'
+        if day in (2, 3, 9)
+        else '{"n": 12345678901234567890, "f": 2.50}'
+        if day == 4
+        else f'{{"d": {day}}}'
         for day in range(1, 11)
     ]
     insert_event_logs(
@@ -581,13 +586,14 @@ def test_snapshot_postgres_blocks_never_span_chunks(
         '{"d":1}',
         '{"k":1}',
         '{"k":1}',
-        '{"d":4}',
+        '{"f":2.5,"n":12345678901234567890}',
     ]
     assert rows == read_rows(whole)
     chunks = [f["path"].split("/")[-1] for f in snapshot.manifest["files"]]
     assert chunks == [f"part-{i:06d}.parquet" for i in (0, 0, 0, 1, 1, 1, 2, 2, 2, 3)]
-    table = snapshot.manifest["postgres"]["tables"]["event_logs"]
-    assert table["json"] == {"json_text_unwrapped": 3}
+    for each in (snapshot, whole):
+        table = each.manifest["postgres"]["tables"]["event_logs"]
+        assert table["json"] == {"json_text_unwrapped": 3}
 
 
 def test_snapshot_postgres_failure_while_reading_ahead_resumes(
@@ -679,3 +685,64 @@ def test_snapshot_postgres_rows_without_a_time_go_to_day_unknown(
         datetime(2025, 10, 27, tzinfo=UTC),
         None,
     ]
+
+
+# JSON texts as a json or jsonb column gives them, and a few no column gives.
+JSON_TEXTS = [
+    '{"b": 1, "a": [true, null, "x"]}',
+    '{"b": 1, "a": [true, null, "x"]}',
+    '  {"k": -12, "é": "\\u00e9"}',
+    '{"f": 2.50}',
+    '{"e": 1e-05, "big": 1E+400}',
+    '{"s": "12.5 and 3e4 in text"}',
+    "123456789012345678",
+    "1234567890123456789",
+    "-98765432109876543210",
+    '"plain"',
+    '"{\\"inner\\": [1, 2]}"',
+    '"{\\"inner\\": [1, 2]}"',
+    ' "[3]"',
+    '{"a": 1, "a": 2}',
+    '{"bad": }',
+    '{"n": NaN}',
+    None,
+    "null",
+]
+
+
+@pytest.mark.parametrize("cut", [None, 5])
+def test_json_column_matches_the_value_by_value_path(cut: int | None) -> None:
+    # Each distinct text once, orjson alone where no float, long integer or
+    # string can be in it: the same texts and counts as the path for one value.
+    reference = postgres_loader._JsonCanonicaliser()
+    expected = [reference(text) for text in JSON_TEXTS]
+    column = postgres_loader._JsonCanonicaliser()
+    values = pa.array(JSON_TEXTS, pa.string())
+    if cut is not None:
+        values = pa.chunked_array([values[:cut], values[cut:]])
+
+    result = column.column(values)
+
+    assert result.to_pylist() == expected
+    assert column.counts == reference.counts
+    assert expected[:14] == [
+        '{"a":[true,null,"x"],"b":1}',
+        '{"a":[true,null,"x"],"b":1}',
+        '{"k":-12,"é":"é"}',
+        '{"f":2.5}',
+        '{"e": 1e-05, "big": 1E+400}',
+        '{"s":"12.5 and 3e4 in text"}',
+        "123456789012345678",
+        "1234567890123456789",
+        "-98765432109876543210",
+        '"plain"',
+        '{"inner":[1,2]}',
+        '{"inner":[1,2]}',
+        "[3]",
+        '{"a":2}',
+    ]
+    assert dict(reference.counts) == {
+        "json_text_unwrapped": 3,
+        "json_unparseable": 1,
+        "json_not_canonical": 2,
+    }

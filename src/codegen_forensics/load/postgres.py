@@ -2,8 +2,9 @@
 
 Each table is streamed with ``COPY (SELECT ...) TO STDOUT`` as CSV inside one
 read-only, repeatable-read transaction, ordered by its time column and primary key;
-Arrow's streaming CSV reader parses it, and it is written in chunks of a fixed number
-of rows, so memory is bounded by the chunk size. Values are normalised on the way:
+a thread hands it to Arrow's CSV reader in blocks of rows, and it is written in chunks
+of a fixed number of rows, so memory is bounded by the chunk size. Values are
+normalised on the way:
 
 - ``timestamptz`` becomes time-zone-aware UTC whatever the session time zone;
   ``timestamp`` without time zone is read as UTC, and the manifest flags the column;
@@ -182,8 +183,13 @@ _STORED_TYPES: dict[str, pa.DataType] = {
     "array": pa.list_(pa.string()),
 }
 
-# Canonical text of JSON values seen lately: metadata columns repeat a few values.
-_CANONICAL_CACHE_SIZE = 4096
+# A JSON text holding a float, or an integer too long for 64 bits, has a digit
+# before ".", "e" or "E", or 19 digits in a row, inside a string or not. A text with
+# neither holds only integers orjson reads as ints, so its quick canonical text is
+# right without looking for floats.
+_MAYBE_FLOAT = r"[0-9][.eE]|[0-9]{19}"
+# A JSON string, which may hold JSON text to unwrap.
+_JSON_STRING = r'^[ \t\n\r]*"'
 
 
 class _JsonCanonicaliser:
@@ -194,21 +200,86 @@ class _JsonCanonicaliser:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self._recent: dict[str, str] = {}
+
+    def column(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The canonical text of every value, each distinct value worked out once.
+
+        Texts that hold no float, long integer or string take orjson alone, with no
+        Python code of ours per value; the others take :meth:`__call__`'s way.
+        """
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        encoded = values.dictionary_encode()
+        distinct = encoded.dictionary
+        slow = pc.or_(
+            pc.match_substring_regex(distinct, _MAYBE_FLOAT),
+            pc.match_substring_regex(distinct, _JSON_STRING),
+        )
+        quick = pc.invert(slow)
+        slow_at = pc.indices_nonzero(slow).to_pylist()
+        canonical: list[bytes | None]
+        sort = orjson.OPT_SORT_KEYS
+        try:
+            done = [
+                orjson.dumps(orjson.loads(text), option=sort)
+                for text in distinct.filter(quick).to_pylist()
+            ]
+        except (ValueError, TypeError):
+            # orjson refuses one of them: each goes the way that decides.
+            canonical = [None] * len(distinct)
+            slow_at = list(range(len(distinct)))
+        else:
+            if slow_at:
+                canonical = [None] * len(distinct)
+                for i, text in zip(
+                    pc.indices_nonzero(quick).to_pylist(), done, strict=True
+                ):
+                    canonical[i] = text
+            else:
+                canonical = list(done)
+        if slow_at:
+            self._slow(canonical, slow_at, distinct, encoded.indices)
+        text_array = pa.array(canonical, type=pa.binary()).cast(pa.string())
+        return text_array.take(encoded.indices)
+
+    def _slow(
+        self,
+        canonical: list[bytes | None],
+        at: list[int],
+        distinct: pa.Array,
+        indices: pa.Array,
+    ) -> None:
+        """Fill ``canonical`` at ``at``, counting oddities once per row."""
+        occurrences: dict[int, int] | None = None
+        for i, text in zip(at, distinct.take(at).to_pylist(), strict=True):
+            found: Counter[str] = Counter()
+            result = self._one(text, found)
+            canonical[i] = None if result is None else result.encode()
+            if not found:
+                continue
+            if occurrences is None:
+                counted = pc.value_counts(indices)
+                occurrences = dict(
+                    zip(
+                        counted.field("values").to_pylist(),
+                        counted.field("counts").to_pylist(),
+                        strict=True,
+                    )
+                )
+            for key, count in found.items():
+                self.counts[key] += count * occurrences[i]
 
     def __call__(self, text: str | None) -> str | None:
+        return self._one(text, self.counts)
+
+    @staticmethod
+    def _one(text: str | None, counts: Counter[str]) -> str | None:
         if text is None:
             return None
-        known = self._recent.get(text)
-        if known is not None:
-            return known
         parsed = parse_canonical(text)
         if parsed is None or type(parsed[0]) is str:
             # Strings (which may hold JSON text) and anything unusual.
-            return _canonical(text, self.counts)
-        if len(self._recent) >= _CANONICAL_CACHE_SIZE:
-            self._recent.clear()
-        self._recent[text] = parsed[1]
+            return _canonical(text, counts)
         return parsed[1]
 
 
@@ -501,10 +572,7 @@ def _arrow_table(
         column = raw.column(name)
         stored = _STORED_TYPES.get(kind)
         if kind == "json":
-            canonical = canonicalisers[name]
-            arrays[name] = pa.array(
-                [canonical(v) for v in column.to_pylist()], type=stored
-            )
+            arrays[name] = canonicalisers[name].column(column)
         elif kind == "bytea":
             arrays[name] = pa.array(
                 [None if v is None else bytes.fromhex(v) for v in column.to_pylist()],
@@ -609,6 +677,9 @@ _CSV_BLOCK = 4 * 1024 * 1024
 # COPY hands over one row per protocol message: rows are taken this many at a time
 # and parsed as one CSV text, so no Python code runs per row.
 _BLOCK_ROWS = 8192
+# Blocks read ahead of the conversion at most: enough to keep the server sending
+# while a chunk is written.
+_BLOCKS_AHEAD = 8
 
 
 def _parse_rows(
@@ -661,7 +732,7 @@ def _stream(
         false_values=["f"],
     )
     parts: queue.Queue[pa.Table | BaseException | None] = queue.Queue(
-        maxsize=-(-chunk_rows // _BLOCK_ROWS) + 1
+        maxsize=_BLOCKS_AHEAD
     )
     stop = threading.Event()
 
