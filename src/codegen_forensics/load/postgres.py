@@ -183,13 +183,12 @@ _STORED_TYPES: dict[str, pa.DataType] = {
     "array": pa.list_(pa.string()),
 }
 
-# A JSON text holding a float, or an integer too long for 64 bits, has a digit
-# before ".", "e" or "E", or 19 digits in a row, inside a string or not. A text with
-# neither holds only integers orjson reads as ints, so its quick canonical text is
-# right without looking for floats.
-_MAYBE_FLOAT = r"[0-9][.eE]|[0-9]{19}"
-# A JSON string, which may hold JSON text to unwrap.
-_JSON_STRING = r'^[ \t\n\r]*"'
+# Texts that need more than orjson. A JSON text holding a float, or an integer too
+# long for 64 bits, has a digit before ".", "e" or "E", or 19 digits in a row,
+# inside a string or not; a text with neither holds only integers orjson reads as
+# ints, so its quick canonical text is right without looking for floats. A JSON
+# string (the last alternative) may hold JSON text to unwrap.
+_NOT_QUICK = r'[0-9][.eE]|[0-9]{19}|^[ \t\n\r]*"'
 
 
 class _JsonCanonicaliser:
@@ -211,10 +210,7 @@ class _JsonCanonicaliser:
             values = values.combine_chunks()
         encoded = values.dictionary_encode()
         distinct = encoded.dictionary
-        slow = pc.or_(
-            pc.match_substring_regex(distinct, _MAYBE_FLOAT),
-            pc.match_substring_regex(distinct, _JSON_STRING),
-        )
+        slow = pc.match_substring_regex(distinct, _NOT_QUICK)
         quick = pc.invert(slow)
         slow_at = pc.indices_nonzero(slow).to_pylist()
         canonical: list[bytes | None]
@@ -714,11 +710,10 @@ def _stream(
     """The rows of the query in chunks of exactly ``chunk_rows`` rows (the last one
     shorter), read with COPY as CSV and parsed by Arrow, never value by value.
 
-    A thread reads and parses blocks of rows; each is converted as it comes, while
-    the thread reads the next one and the server goes on sending, and the chunk
-    before is written meanwhile. The thread is at most a chunk ahead. Close the
-    generator before using the connection again: that stops the thread, cancelling
-    the COPY if it has not finished.
+    A thread reads and parses blocks of rows, at most ``_BLOCKS_AHEAD`` ahead; each
+    block is converted as it comes, while the thread reads the next ones and the
+    server goes on sending. Close the generator before using the connection again:
+    that stops the thread, cancelling the COPY if it has not finished.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
