@@ -3,8 +3,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from codegen_forensics.analysis.compression import (
     _encode_varint,
     _frame,
     _Framing,
+    _read_ahead,
     _record,
     _varints,
 )
@@ -293,3 +295,40 @@ def test_compression_framing_a_run_gives_the_bytes_of_record_by_record() -> None
     )
     assert framed[starts[third.start] : starts[third.stop]] == expected(2, 7, 3)
     assert len(framed) == starts[-1]
+
+
+@pytest.mark.parametrize("sample_bytes", [None, 15_000, 1])
+def test_compression_small_record_batches_give_the_same_estimate(
+    analyse: Callable[..., Analysis], sample_bytes: int | None
+) -> None:
+    # Batches of the estimate then span several runs of 3 rows, sampled or not.
+    a = analyse(rows())
+    whole = compression_by_partition(a, sample_bytes=sample_bytes)
+    split = compression_by_partition(a, sample_bytes=sample_bytes, chunk_rows=3)
+    assert split.equals(whole)
+    assert whole["batches"].tolist() == [3, 2, 1]
+    expected = {None: [3, 2, 1], 15_000: [1, 1, 1], 1: [1, 1, 1]}[sample_bytes]
+    assert whole["sampled_batches"].tolist() == expected
+
+
+def test_compression_read_ahead_keeps_order_and_passes_errors_on() -> None:
+    batches = [pa.record_batch({"n": [i]}) for i in range(5)]
+    assert [b["n"][0].as_py() for b in _read_ahead(iter(batches))] == list(range(5))
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield batches[0]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_read_ahead(failing()))
+
+
+def test_compression_read_ahead_stops_its_thread_when_left_early() -> None:
+    def endless() -> Iterator[pa.RecordBatch]:
+        while True:
+            yield pa.record_batch({"n": [1]})
+
+    reader = _read_ahead(endless())
+    next(reader)
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "parquet-read"]

@@ -29,12 +29,14 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import queue
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -252,13 +254,26 @@ def _frame(columns: _Columns, framing: _Framing) -> tuple[pa.Buffer, np.ndarray]
     return records.buffers()[2], offsets
 
 
+def _topic_codes(table: pa.Table) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's topic as a number, and the topics they number.
+
+    Comparing numbers is much cheaper than turning every topic into a Python string.
+    """
+    encoded = pc.dictionary_encode(table.column("topic")).combine_chunks()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    names: list[str | None] = encoded.dictionary.to_pylist()
+    if encoded.null_count:
+        names.append(None)  # code -1
+    return codes, names
+
+
 def _in_order(table: pa.Table) -> bool:
     """Whether the rows already run by topic, partition and offset.
 
     Snapshot files are usually written in that order; sorting them again would
     copy every value for nothing.
     """
-    topics = table.column("topic").to_numpy(zero_copy_only=False)
+    topics, _ = _topic_codes(table)
     partitions = table.column("partition").to_numpy(zero_copy_only=False)
     offsets = table.column("offset").to_numpy(zero_copy_only=False)
     if len(topics) < 2:
@@ -301,7 +316,7 @@ class _Estimator:
                     ("offset", "ascending"),
                 ]
             )
-        topics = table.column("topic").to_numpy(zero_copy_only=False)
+        topics, names = _topic_codes(table)
         partitions = table.column("partition").fill_null(-1).to_numpy()
         starts = np.flatnonzero(
             np.r_[
@@ -310,7 +325,7 @@ class _Estimator:
         )
         ends = np.r_[starts[1:], len(topics)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            key = (str(topics[start]), int(partitions[start]))
+            key = (str(names[topics[start]]), int(partitions[start]))
             self._run(key, table.slice(start, end - start))
 
     def _state(self, key: tuple[str, int]) -> _Partition:
@@ -358,12 +373,24 @@ class _Estimator:
         framing = _Framing()
         ends = csum.tolist()
         # Value and payload bytes before each row, for a piece's sums in O(1).
-        value_before = np.r_[0, np.cumsum(vlen)].tolist()
-        payload_before = np.r_[0, np.cumsum(vlen + klen)].tolist()
+        value_before = np.r_[0, np.cumsum(vlen)]
+        payload_before = np.r_[0, np.cumsum(vlen + klen)]
         capacity = self.batch_bytes
-        i, n = 0, len(sizes)
+        n = len(sizes)
+        # Where a batch opened empty at each row would close (the first always fits).
+        starts = np.r_[0, csum[:-1]]
+        limit = capacity - BATCH_HEADER_BYTES
+        closes = np.searchsorted(csum, limit + starts, side="right")
+        following = np.maximum(closes, np.arange(1, n + 1)).tolist()
+        i, stride = 0, state.stride
         while i < n:
+            # Batches left out of the sample, full within the run: count them only.
             if state.open_records == 0:
+                batches = state.batches
+                while batches % stride and following[i] < n:
+                    batches += 1
+                    i = following[i]
+                state.batches = batches
                 self._open(state)
             before = ends[i - 1] if i else 0
             j = bisect.bisect_right(ends, capacity - state.open_fill + before)
@@ -371,8 +398,8 @@ class _Estimator:
                 j = i + 1  # the first record always fits
             if j > i:
                 self._add(state, columns, framing, i, j, ends[j - 1] - before)
-                state.open_value_bytes += value_before[j] - value_before[i]
-                state.open_payload_bytes += payload_before[j] - payload_before[i]
+                state.open_value_bytes += int(value_before[j] - value_before[i])
+                state.open_payload_bytes += int(payload_before[j] - payload_before[i])
             if j < n:
                 self._close(state)
             i = j
@@ -467,6 +494,49 @@ def _resolve(part: bytes | range, framed: tuple[pa.Buffer, np.ndarray] | None) -
     return memoryview(data)[start:end].tobytes()
 
 
+def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, the next one decoded by a thread while this one is framed.
+
+    pyarrow releases the GIL while it decodes Parquet, so reading overlaps the
+    framing in Python. One batch waits at most, to keep memory bounded.
+    """
+    ready: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the reading side, raised there
+            offer(exc)
+
+    thread = threading.Thread(target=read, name="parquet-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(pa.RecordBatch, item)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _file_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     for path in sorted(a.snapshot.kafka_files()):
         if path.suffix != ".parquet":
@@ -474,7 +544,12 @@ def _file_batches(a: Analysis, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
         present = [c for c in _COLUMNS if c in names]
-        for batch in file.iter_batches(batch_size=chunk_rows, columns=present):
+        # One decoding thread: the read-ahead thread already runs beside framing
+        # and compressing, and more threads only contended for the two cores.
+        batches = file.iter_batches(
+            batch_size=chunk_rows, columns=present, use_threads=False
+        )
+        for batch in batches:
             yield _complete(batch)
 
 
@@ -551,7 +626,7 @@ def compression_by_partition(
     strides = _strides(a, sample_bytes)
     estimator = _Estimator(batch_bytes, level, strides)
     try:
-        for batch in _file_batches(a, chunk_rows):
+        for batch in _read_ahead(_file_batches(a, chunk_rows)):
             estimator.feed(batch)
     except _OutOfOrderError as exc:
         logger.info(
