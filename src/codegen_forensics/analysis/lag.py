@@ -42,9 +42,13 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
     p = a.partitions
     m = a.all_messages
 
-    heads = m.group_by(["topic", "partition"]).aggregate(
+    # The heads (one row per partition) are computed apart and passed back in:
+    # referenced twice in one query, the messages became a common table
+    # expression that DuckDB materialised, every message's columns at once.
+    grouped = m.group_by(["topic", "partition"]).aggregate(
         head_offset=m.offset.max(), head_time=m.timestamp.max()
     )
+    heads = ibis.memtable(a.execute(grouped), schema=grouped.schema())
     withp = o.left_join(p, [o.topic == p.topic, o.partition == p.partition])
     withp = withp.select(
         "group_id",
