@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -746,3 +747,29 @@ def test_json_column_matches_the_value_by_value_path(cut: int | None) -> None:
         "json_unparseable": 1,
         "json_not_canonical": 2,
     }
+
+
+def test_snapshot_postgres_error_after_rows_of_a_copy_is_raised(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    # The server fails at the third row, after sending two: its error ends the
+    # COPY and reaches the caller, and no reading thread is left.
+    with schema_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE VIEW boom AS SELECT n, 1 / (n - 3) AS q "
+                "FROM generate_series(1, 5) AS n"
+            )
+        )
+
+    with pytest.raises(psycopg.errors.DivisionByZero, match="division by zero"):
+        snapshot_postgres(
+            tmp_path / "snap",
+            postgres_settings,
+            PostgresSnapshotOptions(schema=pg_schema, tables=("boom",)),
+        )
+
+    assert copy_threads() == []
