@@ -571,10 +571,17 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
             file=sys.stderr,
         )
     wall = time.perf_counter() - began
+    times = os.times()
     peak_kb = peak_rss_kb()
     print(
         json.dumps(
-            {"kind": kind, "wall_s": wall, "peak_mb": peak_kb / 1024, "rows": rows}
+            {
+                "kind": kind,
+                "wall_s": wall,
+                "cpu_s": times.user + times.system,
+                "peak_mb": peak_kb / 1024,
+                "rows": rows,
+            }
         )
     )
 
@@ -631,14 +638,21 @@ def main() -> None:
     base = run_child("baseline", root, args.memory, args.threads)
     weekly = run_child("weekly", root, args.memory, args.threads)
     print()
-    print(f"{'':28}{'wall s':>10}{'peak MiB':>12}")
+    # CPU seconds (user and system, every thread) move less than wall time when
+    # other work shares the cores.
+    print(f"{'':28}{'wall s':>10}{'CPU s':>10}{'peak MiB':>12}")
     for name, r in (("DuckDB scan of the columns", base), ("weekly_review", weekly)):
-        print(f"{name:28}{float(r['wall_s']):>10.1f}{float(r['peak_mb']):>12.0f}")
+        print(
+            f"{name:28}{float(r['wall_s']):>10.1f}{float(r['cpu_s']):>10.1f}"
+            f"{float(r['peak_mb']):>12.0f}"
+        )
     print(
         f"{'ratio (weekly / scan)':28}"
         f"{float(weekly['wall_s']) / float(base['wall_s']):>10.2f}"
+        f"{float(weekly['cpu_s']) / float(base['cpu_s']):>10.2f}"
         f"{float(weekly['peak_mb']) / float(base['peak_mb']):>12.2f}"
     )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(
         f"peak memory of weekly_review over snapshot size: "
         f"{float(weekly['peak_mb']) * 2**20 / size:.2f}"
