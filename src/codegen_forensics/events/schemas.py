@@ -157,7 +157,7 @@ class CodegenEvent(BaseModel):
     def _known_version(cls, value: str) -> str:
         # A model reads only the versions it is registered for, so an event never
         # claims a version whose fields it does not have.
-        known = _VERSIONS.get(cls)
+        known = [v for (_, v), model in EVENT_MODELS.items() if model is cls]
         if known and value not in known:
             raise ValueError(
                 f"schema_version {value!r} is not read by {cls.__name__}; it reads "
@@ -307,12 +307,6 @@ _ALL: tuple[type[CodegenEvent], ...] = (
 EVENT_MODELS: dict[tuple[str, str], type[CodegenEvent]] = {
     (model.event_name, "1.0"): model for model in _ALL
 }
-
-# model -> the versions it reads, in the order of EVENT_MODELS: worked out once for
-# the schema_version validator, which runs for every event.
-_VERSIONS: dict[type[CodegenEvent], tuple[str, ...]] = {}
-for (_name, _version), _model in EVENT_MODELS.items():
-    _VERSIONS[_model] = (*_VERSIONS.get(_model, ()), _version)
 
 # (category, operation) -> event name, for finding the schema of a topic.
 _BY_TOPIC: dict[tuple[str, str], str] = {
