@@ -28,6 +28,7 @@ import select
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -628,6 +629,26 @@ def _converter(outputs: list[Output], table: str) -> Convert:
     return convert
 
 
+def _record(
+    writer: SnapshotWriter,
+    chunks: dict[str, list[dict[str, Any]]],
+    table: str,
+    entry: dict[str, Any],
+) -> None:
+    """Add a written chunk to the snapshot's state, so a resume starts after it."""
+    chunks.setdefault(table, []).append(entry)
+    writer.add(entry["files"], state={_CHUNKS_KEY: chunks})
+
+
+def _write_keyed_chunk(
+    root: Path, plan: _TablePlan, index: int, chunk: _Chunk, last_key: Any
+) -> dict[str, Any]:
+    """A full chunk's files, with the key to resume after it."""
+    entry = _write_table_chunk(root, plan, index, chunk)
+    entry["last_key"] = last_key
+    return entry
+
+
 def _write_table_chunk(
     root: Path, plan: _TablePlan, index: int, chunk: _Chunk
 ) -> dict[str, Any]:
@@ -956,15 +977,18 @@ def _snapshot(
             logger.info("reading table=%s resume=%s", name, resume)
             final: _Chunk | None = None
             stream = _stream(conn, copy_sql, outputs, options.chunk_rows, convert)
+            # A chunk's files are written on a thread while the next chunk is
+            # converted (Parquet encoding releases the GIL); each is recorded here,
+            # in order, once its files are complete.
+            pending: Future[dict[str, Any]] | None = None
             # Closed before the connection is used again, even on an error.
-            with closing(stream):
+            with closing(stream), ThreadPoolExecutor(1, "parquet-writer") as files:
                 for read in stream:
                     if read.table.num_rows < options.chunk_rows:
                         final = read  # the rest, always last
                         break
-                    chunk = _write_table_chunk(writer.root, plan, index, read)
                     assert read.last is not None
-                    chunk["last_key"] = (
+                    last_key = (
                         [
                             _key_text(read.last.column(i)[0].as_py(), plan.columns[i])
                             for i in key_index
@@ -972,10 +996,15 @@ def _snapshot(
                         if key_index
                         else None
                     )
-                    recorded.append(chunk)
-                    chunks[name] = recorded
-                    writer.add(chunk["files"], state={_CHUNKS_KEY: chunks})
+                    if pending is not None:
+                        _record(writer, chunks, name, pending.result())
+                    pending = files.submit(
+                        _write_keyed_chunk, writer.root, plan, index, read, last_key
+                    )
                     index += 1
+                if pending is not None:
+                    _record(writer, chunks, name, pending.result())
+            recorded = chunks.get(name, [])
             if final is not None or index == 0:
                 # An empty table still gets one file, so its columns are known.
                 if final is None:
