@@ -558,6 +558,10 @@ def test_producer_send_raw_refuses_bad_input(
         InputError, match="send_raw value must be bytes or None, got str"
     ):
         producer.send_raw("any-topic", "text")  # type: ignore[arg-type]
+    with pytest.raises(
+        InputError, match="publish_raw value must be bytes or None, got str"
+    ):
+        producer.publish_raw("any-topic", "text")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="send_raw key must be bytes or None, got int"):
         producer.send_raw("any-topic", b"x", 7)  # type: ignore[arg-type]
     with pytest.raises(

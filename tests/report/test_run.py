@@ -178,7 +178,7 @@ def _all_text(directory: Path) -> str:
     parts = []
     for path in sorted(directory.rglob("*")):
         if path.suffix == ".parquet":
-            parts.append(pd.read_parquet(path).to_json())
+            parts.append(pd.read_parquet(path).to_json(date_format="iso"))
         elif path.is_file():
             parts.append(path.read_text(encoding="utf-8", errors="replace"))
     return "\n".join(parts)

@@ -327,14 +327,7 @@ class EventProducer:
         Nothing is validated and nothing is dead-lettered: a raw message that cannot
         be delivered is counted as failed and reported by :meth:`flush`.
         """
-        if value is not None and not isinstance(value, bytes):
-            raise InputError(
-                f"publish_raw value must be bytes or None, got {type(value).__name__}"
-            )
-        if key is not None and not isinstance(key, bytes):
-            raise InputError(
-                f"publish_raw key must be bytes or None, got {type(key).__name__}"
-            )
+        _check_raw("publish_raw", value, key)
         delivery = Delivery(
             kind="raw",
             topic=topic,
@@ -365,14 +358,7 @@ class EventProducer:
         ``on_delivery`` and raised by :meth:`flush`. ``partition`` pins the message
         to a partition instead of leaving it to the partitioner; re-sends keep it.
         """
-        if value is not None and not isinstance(value, bytes):
-            raise InputError(
-                f"send_raw value must be bytes or None, got {type(value).__name__}"
-            )
-        if key is not None and not isinstance(key, bytes):
-            raise InputError(
-                f"send_raw key must be bytes or None, got {type(key).__name__}"
-            )
+        _check_raw("send_raw", value, key)
         value_bytes = 0 if value is None else len(value)
         size = value_bytes if key is None else value_bytes + len(key)
         if headers:
@@ -817,6 +803,14 @@ def _headers(headers: Headers | None) -> list[tuple[str, str | bytes | None]] | 
         return None
     items = headers.items() if isinstance(headers, Mapping) else headers
     return [(str(k), v.encode("utf-8") if isinstance(v, str) else v) for k, v in items]
+
+
+def _check_raw(method: str, value: object, key: object) -> None:
+    for name, given in (("value", value), ("key", key)):
+        if given is not None and not isinstance(given, bytes):
+            raise InputError(
+                f"{method} {name} must be bytes or None, got {type(given).__name__}"
+            )
 
 
 def _header_bytes(key: str, value: str | bytes | None) -> int:
