@@ -399,7 +399,7 @@ class EventProducer:
                 outgoing = _quiet_outgoing(
                     topic, value, key, timestamp_ms, headers, pinned
                 )
-                self._produce(outgoing)
+                self._hand_over(outgoing)
                 break
         client.poll(0)
         if self._retry_heap:
@@ -512,8 +512,18 @@ class EventProducer:
         self._raise_if_fatal()
         self.stats.published += 1
         self.stats.value_bytes += outgoing.delivery.value_bytes
-        self._produce(outgoing)
+        self._hand_over(outgoing)
         self._serve(0)
+
+    def _hand_over(self, outgoing: _Outgoing) -> None:
+        """The first send of a counted message; one refused outright is uncounted."""
+        try:
+            self._produce(outgoing)
+        except InputError:
+            # Never handed to librdkafka: it must not wait in flush() as pending.
+            self.stats.published -= 1
+            self.stats.value_bytes -= outgoing.delivery.value_bytes
+            raise
 
     def _produce(self, outgoing: _Outgoing) -> None:
         delivery = outgoing.delivery
