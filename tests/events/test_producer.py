@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -494,6 +495,45 @@ def test_producer_send_raw_lands_on_the_pinned_partitions(
     assert [(m.value(), m.key()) for m in stored[1]] == [(b"\xff\xfe", None)]
 
 
+def test_producer_send_raw_headers_as_mapping_and_copied_at_the_call(
+    kafka_settings: KafkaSettings,
+    producer_factory: Callable[..., EventProducer],
+    topic_factory: Callable[..., str],
+) -> None:
+    topic = topic_factory("headers")
+    reused: list[tuple[str, str | bytes | None]] = [("origin", "simulator-é")]
+    with producer_factory() as producer:
+        producer.send_raw(topic, b"one", b"k", headers={"kind": "poison", "n": None})
+        producer.send_raw(topic, b"two", b"k", headers=reused)
+        reused[0] = ("changed", b"after the call")
+
+    stored = read_partition(kafka_settings, topic, 0)
+    assert [(m.value(), m.headers()) for m in stored] == [
+        (b"one", [("kind", b"poison"), ("n", None)]),
+        (b"two", [("origin", "simulator-é".encode())]),
+    ]
+
+
+def test_producer_client_log_goes_to_the_package_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    producer = EventProducer(
+        KafkaSettings(bootstrap_servers="127.0.0.1:1"), max_retries=0
+    )
+    caplog.set_level(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="codegen_forensics.librdkafka"):
+        producer.send_raw("any-topic", b"x")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not caplog.records:
+            producer.poll(0.2)
+
+    client = [r for r in caplog.records if r.name == "codegen_forensics.librdkafka"]
+    assert any("127.0.0.1:1" in r.getMessage() for r in client)
+    # Nothing else warns about a broker that librdkafka keeps trying.
+    others = [r for r in caplog.records if r.name != "codegen_forensics.librdkafka"]
+    assert [r for r in others if r.levelno >= logging.WARNING] == []
+
+
 def test_producer_send_raw_failure_is_retried_then_reported(
     provisioned_catalog: TopicCatalog,
     producer_factory: Callable[..., EventProducer],
@@ -521,6 +561,9 @@ def test_producer_send_raw_failure_is_retried_then_reported(
         1760437800123,
     )
     assert failed.value_bytes == 4
+    # From the first send: the last attempt waited 300 ms for the topic's metadata.
+    assert failed.latency_ms is not None
+    assert failed.latency_ms >= 300
     assert failed.error is not None
     assert failed.error.retriable
     stats = producer.stats

@@ -249,7 +249,6 @@ class EventProducer:
         if stats_interval_ms:
             self.config["statistics.interval.ms"] = stats_interval_ms
         callbacks: dict[str, Any] = {
-            "logger": logging.getLogger(__name__ + ".librdkafka"),
             "error_cb": self._on_client_error,
         }
         if stats_interval_ms:
@@ -346,7 +345,7 @@ class EventProducer:
         value: bytes | None,
         key: bytes | None = None,
         timestamp_ms: int | None = None,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
+        headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
         """Send bytes as :meth:`publish_raw` does, for callers that send many.
@@ -361,8 +360,12 @@ class EventProducer:
         _check_raw("send_raw", value, key)
         value_bytes = 0 if value is None else len(value)
         size = value_bytes if key is None else value_bytes + len(key)
-        if headers:
-            size += sum(_header_bytes(k, v) for k, v in headers)
+        sent_headers = None
+        if headers is not None:
+            # A copy: the caller may reuse its list while the message waits.
+            sent_headers = _headers(headers) or []
+            for name, header in sent_headers:
+                size += len(name.encode("utf-8")) + len(header or b"")
         if size > self.max_message_bytes:
             raise InputError(
                 f"raw message for topic {topic!r} is {size} bytes with key and "
@@ -379,7 +382,9 @@ class EventProducer:
         client = self._producer
         pinned = -1 if partition is None else partition
         # A failed message's report has neither its timestamp nor its headers.
-        callback = functools.partial(self._on_quiet_delivery, timestamp_ms, headers)
+        callback = functools.partial(
+            self._on_quiet_delivery, timestamp_ms, sent_headers, time.monotonic()
+        )
         while True:
             try:
                 client.produce(
@@ -389,7 +394,7 @@ class EventProducer:
                     pinned,
                     on_delivery=callback,
                     timestamp=timestamp_ms or 0,
-                    headers=headers,
+                    headers=sent_headers,
                 )
                 break
             except BufferError:
@@ -397,7 +402,7 @@ class EventProducer:
             except KafkaException:
                 # The general path turns the error into a failed or retried send.
                 outgoing = _quiet_outgoing(
-                    topic, value, key, timestamp_ms, headers, pinned
+                    topic, value, key, timestamp_ms, sent_headers, pinned
                 )
                 self._hand_over(outgoing)
                 break
@@ -566,6 +571,7 @@ class EventProducer:
         self,
         timestamp_ms: int | None,
         headers: list[tuple[str, str | bytes | None]] | None,
+        started: float,
         error: RdKafkaError | None,
         message: Message | None,
     ) -> None:
@@ -583,6 +589,7 @@ class EventProducer:
             headers,
             -1 if partition is None else partition,
         )
+        outgoing.delivery.started = started
         outgoing.delivery.attempts = 1
         self._on_delivery(outgoing, error, message)
 
@@ -713,7 +720,11 @@ class EventProducer:
     def _on_client_error(self, error: RdKafkaError) -> None:
         if error.fatal():
             self._fatal = error
-        logger.warning("kafka client error code=%s %s", error.name(), error.str())
+            logger.error("kafka client error code=%s %s", error.name(), error.str())
+            return
+        # librdkafka retries the others (a broker that does not answer reports
+        # every attempt); a message that still fails is reported on its own.
+        logger.info("kafka client error code=%s %s", error.name(), error.str())
 
     def _on_stats(self, raw: str) -> None:
         stats = json.loads(raw)
@@ -821,13 +832,6 @@ def _check_raw(method: str, value: object, key: object) -> None:
             raise InputError(
                 f"{method} {name} must be bytes or None, got {type(given).__name__}"
             )
-
-
-def _header_bytes(key: str, value: str | bytes | None) -> int:
-    size = len(key.encode("utf-8"))
-    if isinstance(value, str):
-        return size + len(value.encode("utf-8"))
-    return size + len(value or b"")
 
 
 def _quiet_outgoing(

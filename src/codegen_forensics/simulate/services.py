@@ -64,7 +64,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_rdkafka_logger = logging.getLogger(__name__ + ".librdkafka")
 
 # Pinned so that validated events, which the partitioner places, land where the
 # ground truth says.
@@ -158,7 +157,7 @@ class ServiceSink:
                 message.value,
                 message.key,
                 message.timestamp_ms,
-                message.headers,  # type: ignore[arg-type]
+                message.headers,
                 message.partition,
             )
 
@@ -279,11 +278,6 @@ class ServiceSink:
             )
 
 
-def _client_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
-    """Client settings whose librdkafka log lines go to this module's logger."""
-    return settings.client_config(logger=_rdkafka_logger, **overrides)
-
-
 def list_end_offsets(
     settings: KafkaSettings, partitions: Mapping[str, int], timeout: float = 30.0
 ) -> dict[tuple[str, int], int]:
@@ -293,8 +287,7 @@ def list_end_offsets(
     their leaders may not be known yet, so retriable errors are retried for a while.
     """
     consumer = Consumer(
-        _client_config(
-            settings,
+        settings.client_config(
             **{
                 "group.id": f"codegen-forensics-simulate-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
@@ -354,8 +347,7 @@ def commit_group_offsets(
         by_group.setdefault(group, []).append(TopicPartition(topic, partition, offset))
     for group, partitions in by_group.items():
         consumer = Consumer(
-            _client_config(
-                settings,
+            settings.client_config(
                 **{
                     "group.id": group,
                     "enable.auto.commit": False,
@@ -380,7 +372,7 @@ def _create_topics(
     """Create single-partition topics (the dotted DLQ topics), if missing."""
     if not names:
         return
-    admin = AdminClient(_client_config(settings))
+    admin = AdminClient(settings.client_config())
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=1, config=dict(template)) for name in names],
         operation_timeout=30,
