@@ -648,6 +648,41 @@ def test_snapshot_postgres_error_in_the_reading_thread_is_raised(
     assert copy_threads() == []
 
 
+def test_snapshot_postgres_resume_without_a_primary_key_keeps_rows_of_one_time(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Four rows share each time, so a chunk of three ends inside a group.
+    with schema_engine.begin() as conn:
+        conn.execute(sa.text(f'SET search_path TO "{pg_schema}"'))
+        conn.execute(sa.text("CREATE TABLE readings (at timestamptz, n int)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO readings SELECT TIMESTAMPTZ '2025-10-14 00:00Z' "
+                "+ (i / 4) * INTERVAL '1 minute', i FROM generate_series(0, 11) i"
+            )
+        )
+    options = PostgresSnapshotOptions(
+        schema=pg_schema,
+        tables=("readings",),
+        time_columns={"readings": "at"},
+        chunk_rows=3,
+        until=datetime(2100, 1, 1, tzinfo=UTC),
+    )
+
+    whole, resumed = _whole_and_resumed(
+        tmp_path, postgres_settings, options, monkeypatch, fail_at=2
+    )
+
+    assert sorted(r["n"] for r in read_rows(resumed, "readings")) == list(range(12))
+    assert sorted(r["n"] for r in read_rows(whole, "readings")) == list(range(12))
+    table = resumed.manifest["postgres"]["tables"]["readings"]
+    assert table["rows"] == 12
+
+
 def test_snapshot_postgres_rows_without_a_time_go_to_day_unknown(
     postgres_settings: PostgresSettings,
     schema_engine: sa.Engine,

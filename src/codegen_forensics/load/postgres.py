@@ -972,7 +972,13 @@ def _snapshot(
                 k for k in plan.primary_key if k != plan.time_column
             ]
             convert = _converter(outputs, name)
-            key_index = [plan.columns.index(by_name[k]) for k in key_columns]
+            # A chunk's last row is a place to resume from only when the key is
+            # unique: without a primary key, rows sharing its time would be lost,
+            # so a cut snapshot of such a table reads it again.
+            key_index = [
+                plan.columns.index(by_name[k])
+                for k in (key_columns if plan.primary_key else [])
+            ]
             index = len(recorded)
             logger.info("reading table=%s resume=%s", name, resume)
             final: _Chunk | None = None
