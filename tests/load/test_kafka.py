@@ -450,6 +450,8 @@ def test_snapshot_kafka_injected_failure_resumes_to_identical_snapshot(
     )
 
 
+# Each chunk waits half a second, so the run is still going when the test kills it,
+# even on a busy machine (23 chunks of 40 messages).
 KILLED_RUN = textwrap.dedent(
     """
     import sys, time
@@ -458,7 +460,7 @@ KILLED_RUN = textwrap.dedent(
 
     options = KafkaSnapshotOptions(topics=(sys.argv[2],), chunk_rows=40)
     snapshot_kafka(sys.argv[1], KafkaSettings.from_env(), options,
-                   progress=lambda e: time.sleep(0.15 if e.kind == "chunk" else 0))
+                   progress=lambda e: time.sleep(0.5 if e.kind == "chunk" else 0))
     """
 )
 
