@@ -815,3 +815,13 @@ def test_message_decoder_quick_path_gives_the_documented_valid_row() -> None:
         fast=False
     ).decode(RESPONSE_TOPIC, raw)
     assert parse_canonical(raw) == (response_event(), EXPECTED_PAYLOAD)
+
+
+def test_decode_lone_surrogate_gives_escaped_canonical_text() -> None:
+    row = decode_message(
+        "omninode_codegen_request_analyze_v1", b'{"b": "\\ud800", "a": "\xc3\xa9"}'
+    )
+
+    assert row["payload"] == '{"a":"\\u00e9","b":"\\ud800"}'
+    assert row["payload"].encode("utf-8")
+    assert canonical_json({"a": "é"}) == '{"a":"é"}'

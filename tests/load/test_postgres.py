@@ -224,6 +224,34 @@ def test_snapshot_postgres_json_of_every_shape_is_canonical_text(
     assert table["time_column"] == "created_at"
 
 
+def test_snapshot_postgres_json_with_a_lone_surrogate_is_kept_escaped(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+) -> None:
+    # A json (not jsonb) column keeps the escape of half a surrogate pair, which
+    # has no UTF-8 form of its own.
+    with schema_engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE notes (id int PRIMARY KEY, raw json)"))
+        conn.exec_driver_sql(
+            'INSERT INTO notes VALUES (1, \'{"b": "\\ud800", "a": "é"}\'), '
+            '(2, \'{"a": "é"}\')'
+        )
+
+    snapshot = snapshot_postgres(
+        tmp_path / "snap",
+        postgres_settings,
+        PostgresSnapshotOptions(schema=pg_schema, tables=("notes",)),
+    )
+
+    rows = read_rows(snapshot, "notes")
+    assert [(r["id"], r["raw"]) for r in rows] == [
+        (1, '{"a":"\\u00e9","b":"\\ud800"}'),
+        (2, '{"a":"é"}'),
+    ]
+
+
 def test_snapshot_postgres_event_logs_uuids_and_schema(
     postgres_settings: PostgresSettings,
     schema_engine: sa.Engine,

@@ -77,6 +77,11 @@ _json_decoder = json.JSONDecoder(parse_constant=lambda name: _reject_constant(na
 _json_encoder = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
+# For the rare value holding a lone surrogate (JSON allows "\ud800"), which has no
+# UTF-8 form: its text keeps every character beyond ASCII as an escape.
+_ascii_json_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
 
 
 def _reject_constant(name: str) -> Any:
@@ -140,9 +145,16 @@ def canonical_json(value: Any) -> str:
     """JSON text with sorted keys, no spaces and characters kept as they are.
 
     The one canonical form of payloads in snapshots, for Kafka values and Postgres
-    JSONB alike, so equal documents compare equal as text.
+    JSONB alike, so equal documents compare equal as text. A value holding a lone
+    surrogate, which UTF-8 cannot carry, has its non-ASCII characters escaped.
     """
-    return _json_encoder.encode(value)
+    text: str = _json_encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return str(_ascii_json_encoder.encode(value))
+    return text
 
 
 def _loads(text: str) -> Any:
