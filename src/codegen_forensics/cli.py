@@ -315,6 +315,12 @@ def _snapshot(out: Path, incremental_from: Path | None, **sources: Any) -> None:
             )
     except ForensicsError as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:
+        # A full disk or a directory we may not write: what is recorded is kept.
+        raise fail(
+            f"could not write the snapshot in {str(out)!r}: {exc}; run the same "
+            "command again to resume once that is fixed"
+        ) from exc
     for table in summary_tables(snapshot):
         emit(table)
     emit(f"snapshot written to {snapshot.root}")

@@ -80,3 +80,27 @@ def test_snapshot_kafka_command_bad_isolation_is_refused(tmp_path: Path) -> None
 
     assert result.exit_code == 2
     assert "isolation_level 'dirty' is not known" in result.output
+
+
+def test_snapshot_command_unwritable_output_is_an_error_not_a_traceback(
+    postgres_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    result = runner.invoke(
+        app,
+        [
+            "snapshot",
+            "postgres",
+            "--out",
+            str(blocker / "snap"),
+            "--database-url",
+            postgres_settings.url.get_secret_value(),
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "could not write the snapshot in" in result.output
+    assert "Not a directory" in result.output
+    assert "Traceback" not in result.output
