@@ -25,7 +25,8 @@ import logging
 import os
 import platform
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -180,6 +181,24 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+@contextmanager
+def system_memory_pool() -> Iterator[None]:
+    """Make the C library's allocator Arrow's default pool while the block runs.
+
+    Loaders allocate and free many short-lived buffers of a few megabytes, often
+    on different threads. With Arrow's default pool (mimalloc) that memory is slow
+    to be reused: converting and writing a Postgres table took 1.6x the CPU time
+    of the same work on the system pool, most of it in page faults. The previous
+    pool is restored afterwards; buffers remember the pool they came from.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def _sha256(path: Path) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import select
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -32,16 +31,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 import sqlalchemy as sa
-from psycopg import pq, sql
+from psycopg import sql
 
 from codegen_forensics.errors import InputError, PostgresError, SnapshotError
 from codegen_forensics.events.decode import canonical_json, parse_canonical
@@ -50,6 +49,7 @@ from codegen_forensics.snapshot import (
     EVENT_LOGS_SCHEMA,
     TS,
     SnapshotWriter,
+    system_memory_pool,
     write_parquet_file,
 )
 
@@ -693,7 +693,7 @@ _CSV_PARSE = pv.ParseOptions(newlines_in_values=True)
 # when one of its rows would not fit.
 _CSV_BLOCK = 4 * 1024 * 1024
 # COPY hands over one row per protocol message: rows are taken this many at a time
-# and parsed as one CSV text, so no Python code runs per row.
+# and parsed as one CSV text, so Arrow, not Python, splits them into values.
 _BLOCK_ROWS = 8192
 # Blocks read ahead of the conversion at most: enough to keep the server sending
 # while a chunk is written.
@@ -720,61 +720,6 @@ def _parse_rows(
         convert_options=csv_types,
         memory_pool=pa.system_memory_pool(),
     )
-
-
-class _CopyReader:
-    """The rows of a ``COPY ... TO STDOUT`` that psycopg has started, from libpq.
-
-    psycopg's ``Copy`` hands over one row per call through several Python frames;
-    this takes the rows libpq has already received in one tight loop and waits on
-    the socket only when there are none. Once the last row is read it takes the
-    COPY's final result, as ``Copy`` would, and raises the server's error if any.
-    """
-
-    def __init__(self, pgconn: pq.abc.PGconn) -> None:
-        self._pgconn = pgconn
-        self._poll = select.poll()
-        self._poll.register(pgconn.socket, select.POLLIN)
-        self._done = False
-
-    def take(self, count: int) -> list[Any]:
-        """Up to ``count`` rows, fewer only at the end."""
-        rows: list[Any] = []
-        if self._done:
-            return rows
-        append, get = rows.append, self._pgconn.get_copy_data
-        for _ in range(count):
-            size, data = get(1)
-            while size == 0:
-                self._wait()
-                size, data = get(1)
-            if size < 0:
-                self._finish(size)
-                break
-            append(data)
-        return rows
-
-    def _wait(self) -> None:
-        self._poll.poll()
-        self._pgconn.consume_input()
-
-    def _finish(self, size: int) -> None:
-        self._done = True
-        pgconn = self._pgconn
-        if size == -2:
-            message = pgconn.get_error_message()
-            raise psycopg.OperationalError(f"COPY failed: {message}")
-        failed = None
-        while True:
-            while pgconn.is_busy():
-                self._wait()
-            result = pgconn.get_result()
-            if result is None:
-                break
-            if result.status != pq.ExecStatus.COMMAND_OK:
-                failed = result
-        if failed is not None:
-            raise psycopg.errors.error_from_result(failed)
 
 
 class _CopyAbandonedError(Exception):
@@ -823,10 +768,12 @@ def _stream(
 
     def read() -> None:
         try:
-            with raw.cursor() as cursor, cursor.copy(copy_sql):
-                rows = _CopyReader(raw.pgconn)
+            with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                rows = iter(copy)
                 filled = 0  # rows of the current chunk; no block spans two chunks
-                while block := rows.take(min(_BLOCK_ROWS, chunk_rows - filled)):
+                while block := list(
+                    islice(rows, min(_BLOCK_ROWS, chunk_rows - filled))
+                ):
                     filled = (filled + len(block)) % chunk_rows
                     put(_parse_rows(block, schema.names, csv_types))
             put(None)
@@ -885,7 +832,8 @@ def snapshot_postgres_into(
     options = options or PostgresSnapshotOptions()
     engine = sa.create_engine(settings.url.get_secret_value(), pool_pre_ping=True)
     try:
-        return _snapshot(writer, engine, settings, options, incremental_from)
+        with system_memory_pool():
+            return _snapshot(writer, engine, settings, options, incremental_from)
     except sa.exc.SQLAlchemyError as exc:
         raise PostgresError(
             f"snapshot of {settings.describe()} failed: {exc.__class__.__name__}: "
