@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -32,6 +36,7 @@ from codegen_forensics.analysis.compression import (
 )
 from codegen_forensics.errors import InputError
 from codegen_forensics.settings import KafkaSettings
+from codegen_forensics.snapshot import SnapshotWriter
 
 from .helpers import REQ, RESP, at, message_table
 
@@ -332,3 +337,211 @@ def test_compression_read_ahead_stops_its_thread_when_left_early() -> None:
     next(reader)
     reader.close()
     assert not [t for t in threading.enumerate() if t.name == "parquet-read"]
+
+
+Files = dict[str, tuple[pa.Table, int]]
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[Callable[[Files], Analysis]]:
+    """Opens a snapshot of message files, each with its own rows per row group."""
+    serial = itertools.count()
+    opened: list[Analysis] = []
+
+    def make(files: Files) -> Analysis:
+        root = tmp_path / f"grouped{next(serial)}"
+        writer = SnapshotWriter(root)
+        for relative, (table, row_group_size) in files.items():
+            writer.write(relative, table, row_group_size=row_group_size)
+        writer.finish()
+        analysis = open_analysis(root, memory_limit="256MB", threads=1)
+        opened.append(analysis)
+        return analysis
+
+    yield make
+    for analysis in opened:
+        analysis.close()
+
+
+def _part(topic: str, partition: int, day: int = 5) -> str:
+    return f"kafka/topic={topic}/day=2026-01-{day:02d}/part-{partition:05d}.parquet"
+
+
+def _distinct(n: int, start: int = 0) -> list[dict]:
+    # 1000-byte values, each different: 15 to a batch, and no two batches alike.
+    return [
+        dict(value=f"{i:04d}".encode() * 250, timestamp=at(i), offset=i)
+        for i in range(start, start + n)
+    ]
+
+
+def _gzip_of(rows: Sequence[dict]) -> int:
+    """The gzip bytes of one batch holding ``rows``, framed as the estimate does."""
+    first = rows[0]
+    records = b"".join(
+        _record(
+            row["offset"] - first["offset"],
+            int((row["timestamp"] - first["timestamp"]).total_seconds() * 1000),
+            row.get("key"),
+            row["value"],
+            None,
+        )
+        for row in rows
+    )
+    return len(zlib.compress(records, 6, 31))
+
+
+def _counts(frame: pd.DataFrame) -> pd.DataFrame:
+    columns = ["topic", "partition", "messages", "value_bytes", "key_bytes"]
+    return frame[[*columns, "batches", "duplicate_offsets"]]
+
+
+def _mixed_rows(rnd: random.Random, topic: str, partition: int, n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        key = None if i % 7 == 0 else f"session-{rnd.randrange(50)}".encode()
+        value = (
+            None
+            if i % 11 == 0
+            else bytes(rnd.choices(b"abcd{}:,", k=rnd.randint(50, 4000)))
+        )
+        headers = [{"key": "trace", "value": b"t"}] if i % 5 == 0 else None
+        out.append(
+            dict(
+                topic=topic,
+                partition=partition,
+                key=key,
+                value=value,
+                headers=headers,
+                timestamp=at(i),
+            )
+        )
+    return out
+
+
+def test_compression_row_group_sampling_counts_every_message_exactly(
+    grouped: Callable[[Files], Analysis], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two days of files per topic, partitions one after another in each, row groups
+    # of 40 rows holding the end of one partition and the start of the next.
+    rnd = random.Random(11)
+    files: Files = {}
+    for topic, partitions in ((REQ, 3), (RESP, 2)):
+        for day in (5, 6):
+            rows = []
+            for partition in range(partitions):
+                rows += _mixed_rows(rnd, topic, partition, 90)
+            table = message_table(rows)
+            if day == 6:  # offsets go on from the first day's
+                offsets = pa.array([o + 90 for o in table.column("offset").to_pylist()])
+                table = table.set_column(2, "offset", offsets.cast(pa.int64()))
+            files[_part(topic, 0, day)] = (table, 40)
+    a = grouped(files)
+
+    exact = compression_by_partition(a)
+    with caplog.at_level(logging.INFO, "codegen_forensics.analysis.compression"):
+        sampled = compression_by_partition(a, sample_bytes=60_000)
+    assert "instead" not in caplog.text
+    assert _counts(sampled).equals(_counts(exact))
+    assert sampled["messages"].tolist() == [180, 180, 180, 180, 180]
+    assert sampled["duplicate_offsets"].tolist() == [0, 0, 0, 0, 0]
+    assert (sampled["sampled_batches"] > 0).all()
+    assert (sampled["sampled_batches"] < exact["batches"]).all()
+    assert sampled["sampled_value_bytes"].sum() < exact["value_bytes"].sum() / 2
+    # Row groups read in pieces of 7 rows give the same sample.
+    assert compression_by_partition(a, sample_bytes=60_000, chunk_rows=7).equals(
+        sampled
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample_bytes", "compressed"),
+    [
+        # The middle row group holds no whole batch: the first one is read too, and
+        # of the two batches wholly in them (0 and 1), one in two is compressed.
+        (20_000, [0]),
+        # The first and last row groups: batch 1 runs into the second, unread, and
+        # batch 2 in from it; batches 0 and 3 are compressed.
+        (40_000, [0, 3]),
+        # No more than the sample: every row group, every batch.
+        (60_000, [0, 1, 2, 3]),
+    ],
+)
+def test_compression_row_group_sampling_compresses_whole_batches_of_groups_read(
+    grouped: Callable[[Files], Analysis], sample_bytes: int, compressed: list[int]
+) -> None:
+    # Sixty 1000-byte values in row groups of 20 rows: batches are rows 0-14,
+    # 15-29, 30-44 and 45-59, so batches 1 and 2 straddle row groups.
+    rows = _distinct(60)
+    a = grouped({_part(REQ, 0): (message_table(rows), 20)})
+    frame = compression_by_partition(a, sample_bytes=sample_bytes)
+    batches = [rows[i : i + 15] for i in range(0, 60, 15)]
+    row = frame.iloc[0]
+    assert row["batches"] == 4
+    assert row["sampled_batches"] == len(compressed)
+    assert row["sampled_value_bytes"] == 15_000 * len(compressed)
+    assert row["sampled_compressed_bytes"] == sum(
+        _gzip_of(batches[i]) for i in compressed
+    )
+    expected = row["sampled_compressed_bytes"] * 60_000 / (15_000 * len(compressed))
+    assert row["compressed_bytes"] == expected
+
+
+def test_compression_partition_without_a_whole_batch_takes_its_topics_ratio(
+    grouped: Callable[[Files], Analysis],
+) -> None:
+    # Partition 1 is one batch of 14 records over two row groups of 7, and only
+    # the second is read; partition 0's two batches sit in one row group.
+    p0 = message_table(_distinct(30))
+    p1 = message_table([dict(r, partition=1) for r in _distinct(14, start=100)])
+    a = grouped({_part(REQ, 0): (p0, 100), _part(REQ, 1): (p1, 7)})
+    frame = compression_by_partition(a, sample_bytes=6_000).set_index("partition")
+    assert frame["batches"].tolist() == [2, 1]
+    assert frame["sampled_batches"].tolist() == [1, 0]
+    assert frame.loc[0, "sampled_compressed_bytes"] == _gzip_of(_distinct(15))
+    ratio = frame.loc[0, "sampled_compressed_bytes"] / 15_000
+    assert frame.loc[1, "compressed_bytes"] == 14_000 * ratio
+    assert frame.loc[1, "ratio"] == 14_000 / (14_000 * ratio)
+    assert frame.loc[1, "estimated_disk_bytes"] == BATCH_HEADER_BYTES + 14_000 * ratio
+
+
+def test_compression_files_without_sizes_are_sampled_by_batch(
+    grouped: Callable[[Files], Analysis], caplog: pytest.LogCaptureFixture
+) -> None:
+    table = message_table(_distinct(60)).drop_columns(["key_size", "value_size"])
+    a = grouped({_part(REQ, 0): (table, 20)})
+    with caplog.at_level(logging.INFO, "codegen_forensics.analysis.compression"):
+        frame = compression_by_partition(a, sample_bytes=40_000)
+    assert "has no column key_size; sampling every n-th batch instead" in caplog.text
+    # Without sizes every partition counts as empty, so every batch is compressed.
+    assert frame.equals(compression_by_partition(a))
+    assert frame["sampled_batches"].tolist() == [4]
+
+
+def test_compression_sizes_unlike_their_bytes_are_sampled_by_batch(
+    grouped: Callable[[Files], Analysis], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A value_size that says 10 for a 1000-byte value would move batch boundaries.
+    rows = _distinct(60)
+    rows[3]["value_size"] = 10
+    a = grouped({_part(REQ, 0): (message_table(rows), 20)})
+    with caplog.at_level(logging.INFO, "codegen_forensics.analysis.compression"):
+        frame = compression_by_partition(a, sample_bytes=40_000)
+    assert "value_size that is not the length of its value" in caplog.text
+    assert _counts(frame).equals(_counts(compression_by_partition(a)))
+    assert frame["batches"].tolist() == [4]
+
+
+def test_compression_row_group_sampling_is_the_same_for_the_same_files(
+    grouped: Callable[[Files], Analysis],
+) -> None:
+    rnd = random.Random(5)
+    table = message_table(_mixed_rows(rnd, REQ, 0, 200))
+    first = compression_by_partition(
+        grouped({_part(REQ, 0): (table, 30)}), sample_bytes=50_000
+    )
+    again = compression_by_partition(
+        grouped({_part(REQ, 0): (table, 30)}), sample_bytes=50_000
+    )
+    assert again.equals(first)
+    assert 0 < first.loc[0, "sampled_batches"] < first.loc[0, "batches"]

@@ -18,10 +18,32 @@ It assumes full batches: a producer that sends sparsely (one message per
 
 Byte-level work streams Arrow record batches from the snapshot's files, holding one
 open batch per partition. It covers every message of the snapshot, whatever the
-analysis window. ``sample_bytes`` bounds the work on large snapshots: per partition,
-only every n-th batch is compressed so that about that many raw bytes are, and the
-compressed size of the others is extrapolated from them (columns ``sampled_*`` say
-how much was compressed).
+analysis window.
+
+``sample_bytes`` bounds the work on large snapshots, sampling by Parquet row group:
+
+- A first pass reads only each row's topic, partition, offset, ``key_size`` and
+  ``value_size`` (null for a null key or value, counted as 0 bytes as the key or
+  value would be) and places every batch boundary: messages, bytes and batches are
+  exact.
+- Per partition, the row groups at evenly spaced points of its payload (key and
+  value) bytes are read, as many as hold about ``sample_bytes`` on average; all of
+  them for a partition with no more. A topic with values but no whole batch in
+  those also gets the first row group that holds one. Keys, values, headers and
+  timestamps are decoded only for the row groups read.
+- Of the batches lying wholly in row groups read (a batch running into a row group
+  not read is counted only), one in n per partition is compressed, n chosen so that
+  at most about ``sample_bytes`` of payload is, as many batches as needed to make up
+  for one lost to an unread row group. The compressed size of the other batches is
+  extrapolated by payload bytes.
+- A partition with no batch compressed takes its topic's ratio: its payload bytes
+  times the topic's compressed bytes over the payload bytes of those batches.
+
+The choice depends only on the files, so a snapshot always gives the same estimate.
+Files without the size columns, with offsets out of order or with a size that is
+not its bytes' length are sampled by batch instead: every row is read and every
+n-th batch of a partition is compressed. Columns ``sampled_*`` say how much was
+compressed in either case.
 """
 
 from __future__ import annotations
@@ -36,7 +58,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -56,15 +79,39 @@ BATCH_HEADER_BYTES = 61  # a v2 record batch's fixed header
 RECORD_MAX_OVERHEAD = 36  # librdkafka's worst-case framing per record, for batch.size
 _IN_FLIGHT = 64  # batches handed to the compressing threads and not yet collected
 _COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+# What the first pass over the files reads: enough to place every batch boundary.
+_SIZE_COLUMNS = ("topic", "partition", "offset", "key_size", "value_size")
+# Sampling by row group needs these in every file; the rest may be missing (null).
+_ROW_GROUP_COLUMNS = (
+    "topic",
+    "partition",
+    "offset",
+    "key",
+    "value",
+    *_SIZE_COLUMNS[3:],
+)
+
+# Which batches an estimator compresses: every ``stride``-th batch of a partition,
+# none (the counting pass), or one in ``stride`` of those opened in the row groups
+# read, caught up after a sampled batch is lost to an unread row group.
+_Sampling = Literal["stride", "none", "spread"]
+
+_T = TypeVar("_T")
 
 
 class _OutOfOrderError(Exception):
     """The files do not list a partition's offsets in increasing order."""
 
 
+class _LayoutError(Exception):
+    """The files do not allow sampling by row group; every row is read instead."""
+
+
 @dataclass
 class _Partition:
     stride: int
+    group: int = -1  # the last row group read with rows of this partition
+    opened: int = 0  # batches opened, for the spread sampling
     batches: int = 0
     messages: int = 0
     duplicates: int = 0
@@ -85,6 +132,30 @@ class _Partition:
     # Framed records, or (within a run) where the run's framed records fall.
     open_parts: list[bytes | range] = field(default_factory=list)
     open_sampled: bool = False
+
+    def mark(self) -> _Mark:
+        return _Mark(
+            self.group,
+            self.batches,
+            self.open_records,
+            self.open_fill,
+            self.last_offset,
+            self.value_bytes + self.key_bytes,
+            self.value_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a partition's packing stood at the edge of a row group."""
+
+    group: int  # the last row group before the edge with rows of the partition
+    batches: int
+    open_records: int
+    open_fill: int
+    last_offset: int
+    payload_bytes: int
+    value_bytes: int
 
 
 def _encode_varint(value: int) -> bytes:
@@ -295,6 +366,14 @@ class _Estimator:
     strides: dict[tuple[str, int], int]
     parts: dict[tuple[str, int], _Partition] = field(default_factory=dict)
     strict: bool = True  # raise on offsets out of order; else skip duplicates
+    sampling: _Sampling = "stride"
+    # Filled while counting: per row group, each partition's marks on entering and
+    # on leaving it.
+    pieces: dict[int, dict[tuple[str, int], tuple[_Mark, _Mark]]] | None = None
+    # Read while sampling: per row group, each partition's mark on entering it.
+    resume: dict[int, dict[tuple[str, int], _Mark]] | None = None
+    _group: int = -1
+    _entered: dict[tuple[str, int], _Mark] = field(default_factory=dict)
     _pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="gzip"
@@ -304,11 +383,19 @@ class _Estimator:
     # Sampled batches closed in the current run, their records not yet framed.
     _ready: list[tuple[_Partition, list[bytes | range]]] = field(default_factory=list)
 
-    def feed(self, batch: pa.RecordBatch) -> None:
+    def feed(self, batch: pa.RecordBatch, group: int = -1) -> None:
+        """Add the rows of ``batch``, read from row group ``group`` of the files."""
+        if group != self._group:
+            self.end_group()
+            self._group = group
         table = pa.Table.from_batches([batch])
         if table.num_rows == 0:
             return
         if not _in_order(table):
+            topic = table.column("topic")
+            if pa.types.is_dictionary(topic.type):  # Arrow sorts no dictionaries
+                index = table.schema.get_field_index("topic")
+                table = table.set_column(index, "topic", topic.cast(pa.string()))
             table = table.sort_by(
                 [
                     ("topic", "ascending"),
@@ -328,14 +415,40 @@ class _Estimator:
             key = (str(names[topics[start]]), int(partitions[start]))
             self._run(key, table.slice(start, end - start))
 
+    def end_group(self) -> None:
+        """Note where each partition of the row group just read stands."""
+        if self.pieces is not None and self._entered:
+            self.pieces[self._group] = {
+                key: (entry, self.parts[key].mark())
+                for key, entry in self._entered.items()
+            }
+        self._entered = {}
+
     def _state(self, key: tuple[str, int]) -> _Partition:
         state = self.parts.get(key)
         if state is None:
             state = self.parts[key] = _Partition(stride=self.strides.get(key, 1))
         return state
 
+    def _enter(self, key: tuple[str, int], state: _Partition) -> None:
+        """The partition's first rows in this row group are about to be added."""
+        if self.pieces is not None:
+            self._entered[key] = state.mark()
+        if self.resume is not None:
+            entry = self.resume.get(self._group, {}).get(key)
+            if entry is None:
+                raise _LayoutError(
+                    f"row group {self._group} holds rows of partition {key} the "
+                    f"first pass did not see there"
+                )
+            if state.group != entry.group:
+                _restart(state, entry)
+        state.group = self._group
+
     def _run(self, key: tuple[str, int], run: pa.Table) -> None:
         state = self._state(key)
+        if state.group != self._group:
+            self._enter(key, state)
         offsets = run.column("offset").to_numpy()
         if offsets[0] <= state.last_offset or np.any(np.diff(offsets) <= 0):
             if self.strict:
@@ -348,49 +461,52 @@ class _Estimator:
             offsets = run.column("offset").to_numpy()
         state.last_offset = int(offsets[-1])
 
-        keys = run.column("key")
-        values = run.column("value")
-        klen = pc.binary_length(keys).to_numpy(zero_copy_only=False)
-        vlen = pc.binary_length(values).to_numpy(zero_copy_only=False)
-        klen = np.nan_to_num(klen.astype("float64"), nan=0).astype("int64")
-        vlen = np.nan_to_num(vlen.astype("float64"), nan=0).astype("int64")
+        columns: _Columns | None = None
+        if self.sampling == "none":
+            # The counting pass reads the sizes the snapshot stored, not the bytes.
+            klen = run.column("key_size").fill_null(0).to_numpy().astype(np.int64)
+            vlen = run.column("value_size").fill_null(0).to_numpy().astype(np.int64)
+        else:
+            keys = run.column("key")
+            values = run.column("value")
+            klen = pc.binary_length(keys).to_numpy(zero_copy_only=False)
+            vlen = pc.binary_length(values).to_numpy(zero_copy_only=False)
+            klen = np.nan_to_num(klen.astype("float64"), nan=0).astype("int64")
+            vlen = np.nan_to_num(vlen.astype("float64"), nan=0).astype("int64")
+            # Columns the sampled batches frame, converted once per run, not per
+            # batch.
+            stamps = run.column("timestamp").cast(pa.int64()).combine_chunks()
+            columns = _Columns(
+                offsets,
+                stamps.fill_null(0).to_numpy(),
+                stamps.is_valid().to_numpy(zero_copy_only=False),
+                keys.combine_chunks(),
+                values.combine_chunks(),
+                run.column("headers").combine_chunks(),
+            )
         sizes = RECORD_MAX_OVERHEAD + klen + vlen
         csum = np.cumsum(sizes)
         state.messages += len(sizes)
         state.value_bytes += int(vlen.sum())
         state.key_bytes += int(klen.sum())
 
-        # Columns the sampled batches frame, converted once per run, not per batch.
-        stamps = run.column("timestamp").cast(pa.int64()).combine_chunks()
-        columns = _Columns(
-            offsets,
-            stamps.fill_null(0).to_numpy(),
-            stamps.is_valid().to_numpy(zero_copy_only=False),
-            keys.combine_chunks(),
-            values.combine_chunks(),
-            run.column("headers").combine_chunks(),
-        )
         framing = _Framing()
-        ends = csum.tolist()
-        # Value and payload bytes before each row, for a piece's sums in O(1).
-        value_before = np.r_[0, np.cumsum(vlen)]
-        payload_before = np.r_[0, np.cumsum(vlen + klen)]
+        # Read row by row through memoryviews: lists of every row cost more.
+        ends = csum.data
+        if self.sampling != "none":
+            # Value and payload bytes before each row, for a piece's sums in O(1).
+            value_before = np.r_[0, np.cumsum(vlen)]
+            payload_before = np.r_[0, np.cumsum(vlen + klen)]
         capacity = self.batch_bytes
         n = len(sizes)
         # Where a batch opened empty at each row would close (the first always fits).
-        starts = np.r_[0, csum[:-1]]
         limit = capacity - BATCH_HEADER_BYTES
-        closes = np.searchsorted(csum, limit + starts, side="right")
-        following = np.maximum(closes, np.arange(1, n + 1)).tolist()
-        i, stride = 0, state.stride
+        closes = np.searchsorted(csum, csum - sizes + limit, side="right")
+        following = np.maximum(closes, np.arange(1, n + 1)).data
+        i = 0
         while i < n:
-            # Batches left out of the sample, full within the run: count them only.
             if state.open_records == 0:
-                batches = state.batches
-                while batches % stride and following[i] < n:
-                    batches += 1
-                    i = following[i]
-                state.batches = batches
+                i = self._pass_over(state, following, i, n)
                 self._open(state)
             before = ends[i - 1] if i else 0
             j = bisect.bisect_right(ends, capacity - state.open_fill + before)
@@ -398,21 +514,61 @@ class _Estimator:
                 j = i + 1  # the first record always fits
             if j > i:
                 self._add(state, columns, framing, i, j, ends[j - 1] - before)
-                state.open_value_bytes += int(value_before[j] - value_before[i])
-                state.open_payload_bytes += int(payload_before[j] - payload_before[i])
+                if state.open_sampled:
+                    state.open_value_bytes += int(value_before[j] - value_before[i])
+                    state.open_payload_bytes += int(
+                        payload_before[j] - payload_before[i]
+                    )
             if j < n:
                 self._close(state)
             i = j
 
         # Frame this run's sampled rows at once, then compress its closed batches.
-        framed = _frame(columns, framing) if framing.rows else None
+        framed = None
+        if framing.rows:
+            assert columns is not None, "only a sampling estimator frames records"
+            framed = _frame(columns, framing)
         self._flush(framed)
         if state.open_parts:
             state.open_parts = [_resolve(part, framed) for part in state.open_parts]
 
+    def _pass_over(
+        self, state: _Partition, following: memoryview, i: int, n: int
+    ) -> int:
+        """Count the batches from row ``i`` that the sample leaves out and that
+        close within the run.
+
+        Returns the row where the next batch opens.
+        """
+        batches = state.batches
+        if self.sampling == "stride":
+            stride = state.stride
+            while batches % stride and following[i] < n:
+                batches += 1
+                i = following[i]
+        elif self.sampling == "none":
+            while following[i] < n:
+                batches += 1
+                i = following[i]
+        else:
+            opened, wanted = state.opened, state.sampled_batches * state.stride
+            while wanted > opened and following[i] < n:
+                batches += 1
+                opened += 1
+                i = following[i]
+            state.opened = opened
+        state.batches = batches
+        return i
+
     def _open(self, state: _Partition) -> None:
         state.open_fill = BATCH_HEADER_BYTES
-        state.open_sampled = state.batches % state.stride == 0
+        if self.sampling == "stride":
+            state.open_sampled = state.batches % state.stride == 0
+        elif self.sampling == "none":
+            state.open_sampled = False
+        else:
+            state.open_sampled = state.sampled_batches * state.stride <= state.opened
+            state.opened += 1
         state.open_parts = []
         state.open_value_bytes = 0
         state.open_payload_bytes = 0
@@ -420,7 +576,7 @@ class _Estimator:
     def _add(
         self,
         state: _Partition,
-        columns: _Columns,
+        columns: _Columns | None,
         framing: _Framing,
         i: int,
         j: int,
@@ -428,6 +584,7 @@ class _Estimator:
     ) -> None:
         state.open_fill += fill
         if state.open_sampled:
+            assert columns is not None, "a sampled batch's records have their bytes"
             if state.open_records == 0:
                 stamped = bool(columns.stamped[i])
                 state.open_first_ts = (
@@ -450,6 +607,13 @@ class _Estimator:
             self._ready.append((state, state.open_parts))
         state.open_records = 0
         state.open_parts = []
+
+    def drop_open(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Leave out the open batches of ``keys``: their rows go on in files unread."""
+        for key in keys:
+            state = self.parts[key]
+            state.open_records = 0
+            state.open_parts = []
 
     def _flush(self, framed: tuple[pa.Buffer, np.ndarray] | None) -> None:
         """Compress the batches closed since the last flush."""
@@ -484,6 +648,21 @@ class _Estimator:
         self._pool.shutdown()
 
 
+def _restart(state: _Partition, entry: _Mark) -> None:
+    """Pick a partition up at a row group after one that was not read.
+
+    The batch left open before the gap is dropped, and the batch open on entering
+    (its first records in the unread row group) is counted but not sampled.
+    """
+    state.open_records = entry.open_records
+    state.open_fill = entry.open_fill
+    state.open_parts = []
+    state.open_sampled = False
+    state.open_value_bytes = 0
+    state.open_payload_bytes = 0
+    state.last_offset = entry.last_offset
+
+
 def _resolve(part: bytes | range, framed: tuple[pa.Buffer, np.ndarray] | None) -> bytes:
     """A batch's part as bytes: framed already, or a range of a run's records."""
     if isinstance(part, bytes):
@@ -494,7 +673,7 @@ def _resolve(part: bytes | range, framed: tuple[pa.Buffer, np.ndarray] | None) -
     return memoryview(data)[start:end].tobytes()
 
 
-def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _read_ahead(batches: Iterator[_T]) -> Iterator[_T]:
     """``batches``, the next one decoded by a thread while this one is framed.
 
     pyarrow releases the GIL while it decodes Parquet, so reading overlaps the
@@ -531,7 +710,7 @@ def _read_ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield cast(pa.RecordBatch, item)
+            yield cast(_T, item)
     finally:
         stop.set()
         thread.join()
@@ -600,6 +779,294 @@ def _strides(a: Analysis, sample_bytes: int | None) -> dict[tuple[str, int], int
     }
 
 
+def _estimate(
+    a: Analysis,
+    batch_bytes: int,
+    level: int,
+    strides: dict[tuple[str, int], int],
+    chunk_rows: int,
+) -> dict[tuple[str, int], _Partition]:
+    """Every row's bytes read, every ``stride``-th batch of a partition compressed."""
+    estimator = _Estimator(batch_bytes, level, strides)
+    try:
+        for batch in _read_ahead(_file_batches(a, chunk_rows)):
+            estimator.feed(batch)
+    except _OutOfOrderError as exc:
+        logger.info(
+            "compression: offsets out of order in files, sorting partition=%s",
+            exc.args[0],
+        )
+        estimator.discard()
+        estimator = _Estimator(batch_bytes, level, strides, strict=False)
+        for batch in _sorted_batches(a, chunk_rows):
+            estimator.feed(batch)
+    estimator.finish()
+    return estimator.parts
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    path: Path
+    index: int  # within its file
+
+
+def _row_groups(a: Analysis) -> list[_RowGroup]:
+    """The row groups of the message files, in the order they are read."""
+    groups = []
+    for path in sorted(a.snapshot.kafka_files()):
+        if path.suffix != ".parquet":
+            continue
+        file = pq.ParquetFile(path)
+        missing = [c for c in _ROW_GROUP_COLUMNS if c not in file.schema_arrow.names]
+        if missing:
+            raise _LayoutError(f"path={str(path)!r} has no column {missing[0]}")
+        metadata = file.metadata
+        leaves = {
+            metadata.schema.column(i).path: i for i in range(metadata.num_columns)
+        }
+        for index in range(metadata.num_row_groups):
+            # A size left null beside bytes that are there would count them as 0.
+            chunks = metadata.row_group(index)
+            for data, size in (("key", "key_size"), ("value", "value_size")):
+                data_nulls = _null_count(chunks.column(leaves[data]))
+                size_nulls = _null_count(chunks.column(leaves[size]))
+                if data_nulls is None or size_nulls is None:
+                    continue
+                if size_nulls > data_nulls:
+                    raise _LayoutError(
+                        f"path={str(path)!r} row group {index} has {size} "
+                        f"null for {size_nulls - data_nulls} non-null {data}s"
+                    )
+            groups.append(_RowGroup(path, index))
+    return groups
+
+
+def _null_count(column: pq.ColumnChunkMetaData) -> int | None:
+    statistics = column.statistics
+    if statistics is None or not statistics.has_null_count:
+        return None
+    return int(statistics.null_count)
+
+
+def _group_batches(
+    groups: list[_RowGroup],
+    chosen: Iterable[int],
+    columns: tuple[str, ...],
+    chunk_rows: int,
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The chosen row groups' ``columns``, with each batch's row group."""
+    files: dict[Path, pq.ParquetFile] = {}
+    for g in sorted(chosen):
+        group = groups[g]
+        file = files.get(group.path)
+        if file is None:
+            files.clear()  # one file open at a time
+            file = files[group.path] = pq.ParquetFile(
+                group.path, read_dictionary=["topic"]
+            )
+        present = [c for c in columns if c in file.schema_arrow.names]
+        batches = file.iter_batches(
+            batch_size=chunk_rows,
+            row_groups=[group.index],
+            columns=present,
+            use_threads=False,
+        )
+        for batch in batches:
+            yield g, batch
+
+
+def _sizes_of(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The first pass's columns, in the types the estimator reads."""
+    partition = batch.column("partition").cast(pa.int32())
+    offset = batch.column("offset").cast(pa.int64())
+    arrays = [batch.column("topic"), partition, offset]
+    arrays += [batch.column(name).cast(pa.int64()) for name in _SIZE_COLUMNS[3:]]
+    return pa.RecordBatch.from_arrays(arrays, names=list(_SIZE_COLUMNS))
+
+
+def _check_sizes(batch: pa.RecordBatch, group: _RowGroup) -> None:
+    """Refuse a batch whose stored sizes are not its keys' and values' lengths."""
+    for data, size in (("key", "key_size"), ("value", "value_size")):
+        lengths = pc.binary_length(batch.column(data)).cast(pa.int64()).fill_null(0)
+        stored = batch.column(size).cast(pa.int64()).fill_null(0)
+        if not pc.all(pc.equal(lengths, stored)).as_py():
+            raise _LayoutError(
+                f"path={str(group.path)!r} row group {group.index} has a {size} "
+                f"that is not the length of its {data}"
+            )
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One partition's rows in one row group, as the counting pass found them."""
+
+    group: int
+    entry: _Mark
+    exit: _Mark
+    whole_batches: int  # opened and closed within the row group
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.exit.payload_bytes - self.entry.payload_bytes
+
+    @property
+    def value_bytes(self) -> int:
+        return self.exit.value_bytes - self.entry.value_bytes
+
+
+def _pieces(
+    marks: dict[int, dict[tuple[str, int], tuple[_Mark, _Mark]]],
+) -> dict[tuple[str, int], list[_Piece]]:
+    """Each partition's pieces, in row group order."""
+    pieces: dict[tuple[str, int], list[_Piece]] = {}
+    for g in sorted(marks):
+        for key, (entry, exit) in marks[g].items():
+            closed = exit.batches - entry.batches
+            carried = entry.open_records > 0
+            whole = max(0, closed - carried)
+            pieces.setdefault(key, []).append(_Piece(g, entry, exit, whole))
+    for items in pieces.values():
+        # The last batch closes with the partition: whole if it opened in the piece.
+        last = items[-1]
+        closed = last.exit.batches - last.entry.batches
+        if last.exit.open_records and (closed or not last.entry.open_records):
+            items[-1] = _Piece(
+                last.group, last.entry, last.exit, last.whole_batches + 1
+            )
+    return pieces
+
+
+def _choose(
+    pieces: dict[tuple[str, int], list[_Piece]], sample_bytes: int
+) -> tuple[set[int], dict[tuple[str, int], int]]:
+    """The row groups to read, and per partition the stride among their batches.
+
+    A partition with no more than ``sample_bytes`` of payload has all its row
+    groups read. A larger one has those at ``m`` evenly spaced points of its
+    payload bytes, ``m`` being ``sample_bytes`` over its average payload per row
+    group, rounded up. A topic with values left without a whole batch in the
+    chosen row groups gets the first row group that holds one.
+    """
+    chosen: set[int] = set()
+    for items in pieces.values():
+        total = sum(p.payload_bytes for p in items)
+        if total <= sample_bytes:
+            chosen.update(p.group for p in items)
+            continue
+        ends = np.cumsum([p.payload_bytes for p in items])
+        points = min(len(items), math.ceil(sample_bytes * len(items) / total))
+        for j in range(points):
+            at = (j + 0.5) * total / points
+            chosen.add(items[int(np.searchsorted(ends, at, side="right"))].group)
+
+    topics: dict[str, list[_Piece]] = {}
+    for (topic, _), items in sorted(pieces.items()):
+        topics.setdefault(topic, []).extend(items)
+    for topic, items in topics.items():
+        if not sum(p.value_bytes for p in items):
+            continue
+        if any(p.whole_batches and p.group in chosen for p in items):
+            continue
+        candidates = [p.group for p in items if p.whole_batches and p.value_bytes]
+        if not candidates:
+            raise _LayoutError(f"topic={topic} has no batch within one row group")
+        chosen.add(min(candidates))
+
+    strides = {}
+    for key, items in pieces.items():
+        read = sum(p.payload_bytes for p in items if p.group in chosen)
+        strides[key] = max(1, math.ceil(read / sample_bytes))
+    return chosen, strides
+
+
+def _estimate_by_row_group(
+    a: Analysis,
+    batch_bytes: int,
+    level: int,
+    sample_bytes: int,
+    chunk_rows: int,
+) -> dict[tuple[str, int], _Partition]:
+    """Batches counted from the stored sizes; some row groups' batches compressed.
+
+    Raises :class:`_LayoutError` where the files do not allow it.
+    """
+    groups = _row_groups(a)
+    everything = range(len(groups))
+
+    # Every batch boundary, from the sizes alone.
+    marks: dict[int, dict[tuple[str, int], tuple[_Mark, _Mark]]] = {}
+    counter = _Estimator(batch_bytes, level, {}, sampling="none", pieces=marks)
+    try:
+        for g, batch in _read_ahead(
+            _group_batches(groups, everything, _SIZE_COLUMNS, chunk_rows)
+        ):
+            counter.feed(_sizes_of(batch), g)
+    except _OutOfOrderError as exc:
+        counter.discard()
+        raise _LayoutError(f"offsets out of order in partition={exc.args[0]}") from exc
+    counter.end_group()
+    counter.finish()
+
+    pieces = _pieces(marks)
+    chosen, strides = _choose(pieces, sample_bytes)
+    resume = {g: {key: entry for key, (entry, _) in marks[g].items()} for g in marks}
+    logger.debug("compression: sampling row_groups=%s of %s", len(chosen), len(groups))
+
+    # The chosen row groups' batches, framed and compressed.
+    sampler = _Estimator(batch_bytes, level, strides, sampling="spread", resume=resume)
+    try:
+        columns = _COLUMNS + _SIZE_COLUMNS[3:]
+        for g, batch in _read_ahead(
+            _group_batches(groups, chosen, columns, chunk_rows)
+        ):
+            _check_sizes(batch, groups[g])
+            sampler.feed(_complete(batch), g)
+        sampler.end_group()
+        sampler.drop_open(
+            key for key, s in sampler.parts.items() if s.group != pieces[key][-1].group
+        )
+    except _OutOfOrderError as exc:
+        sampler.discard()
+        raise _LayoutError(f"offsets out of order in partition={exc.args[0]}") from exc
+    except _LayoutError:
+        sampler.discard()
+        raise
+    sampler.finish()
+
+    parts = counter.parts
+    for key, sampled in sampler.parts.items():
+        state = parts[key]
+        state.sampled_batches = sampled.sampled_batches
+        state.sampled_value_bytes = sampled.sampled_value_bytes
+        state.sampled_payload_bytes = sampled.sampled_payload_bytes
+        state.sampled_compressed_bytes = sampled.sampled_compressed_bytes
+    return parts
+
+
+def _compressed(
+    parts: dict[tuple[str, int], _Partition],
+) -> dict[tuple[str, int], float]:
+    """Each partition's compressed bytes, measured or extrapolated."""
+    topic_compressed: dict[str, int] = {}
+    topic_payload: dict[str, int] = {}
+    for (topic, _), s in parts.items():
+        topic_compressed[topic] = (
+            topic_compressed.get(topic, 0) + s.sampled_compressed_bytes
+        )
+        topic_payload[topic] = topic_payload.get(topic, 0) + s.sampled_payload_bytes
+    out = {}
+    for key, s in parts.items():
+        payload = s.value_bytes + s.key_bytes
+        if not s.sampled_batches and s.batches and topic_payload[key[0]]:
+            # No batch of the partition was read whole: its topic's ratio.
+            out[key] = payload * topic_compressed[key[0]] / topic_payload[key[0]]
+        elif s.sampled_batches < s.batches and s.sampled_payload_bytes:
+            out[key] = s.sampled_compressed_bytes * payload / s.sampled_payload_bytes
+        else:
+            out[key] = float(s.sampled_compressed_bytes)
+    return out
+
+
 def compression_by_partition(
     a: Analysis,
     *,
@@ -623,31 +1090,24 @@ def compression_by_partition(
         raise InputError(f"level={level} is not a gzip level; allowed: -1 to 9")
     if sample_bytes is not None and sample_bytes <= 0:
         raise InputError(f"sample_bytes={sample_bytes} must be positive, or None")
-    strides = _strides(a, sample_bytes)
-    estimator = _Estimator(batch_bytes, level, strides)
-    try:
-        for batch in _read_ahead(_file_batches(a, chunk_rows)):
-            estimator.feed(batch)
-    except _OutOfOrderError as exc:
-        logger.info(
-            "compression: offsets out of order in files, sorting partition=%s",
-            exc.args[0],
-        )
-        estimator.discard()
-        estimator = _Estimator(batch_bytes, level, strides, strict=False)
-        for batch in _sorted_batches(a, chunk_rows):
-            estimator.feed(batch)
-    estimator.finish()
+    if sample_bytes is None:
+        parts = _estimate(a, batch_bytes, level, {}, chunk_rows)
+    else:
+        try:
+            parts = _estimate_by_row_group(
+                a, batch_bytes, level, sample_bytes, chunk_rows
+            )
+        except _LayoutError as exc:
+            logger.info("compression: %s; sampling every n-th batch instead", exc)
+            strides = _strides(a, sample_bytes)
+            parts = _estimate(a, batch_bytes, level, strides, chunk_rows)
     # Hand the decoded values' memory back, so later measures do not stack on it.
     pa.default_memory_pool().release_unused()
 
+    compressed_bytes = _compressed(parts)
     rows = []
-    for (topic, partition), s in sorted(estimator.parts.items()):
-        payload = s.value_bytes + s.key_bytes
-        if s.sampled_batches < s.batches and s.sampled_payload_bytes:
-            compressed = s.sampled_compressed_bytes * payload / s.sampled_payload_bytes
-        else:
-            compressed = float(s.sampled_compressed_bytes)
+    for (topic, partition), s in sorted(parts.items()):
+        compressed = compressed_bytes[topic, partition]
         rows.append(
             {
                 "topic": topic,
