@@ -219,18 +219,25 @@ def _varints(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """Kafka's zigzag varint of each of ``values`` (int64), and their lengths."""
     v = values.astype(np.int64, copy=False)
     z = ((v << 1) ^ (v >> 63)).view(np.uint64)
-    groups = (z[:, None] >> np.arange(0, 70, 7, dtype=np.uint64)) & np.uint64(0x7F)
 
     # One byte per 7 bits up to the highest non-zero group; zero takes one byte.
-    nonzero = groups != 0
-    lengths = np.where(
-        nonzero.any(axis=1), 10 - np.argmax(nonzero[:, ::-1], axis=1), 1
-    ).astype(np.int64)
-    position = np.arange(10)[None, :]
-    more = np.where(position < lengths[:, None] - 1, np.uint64(0x80), np.uint64(0))
-    data = (groups | more).astype(np.uint8)[position < lengths[:, None]]
+    lengths = np.ones(len(z), dtype=np.int64)
+    rest = z >> np.uint64(7)
+    while rest.any():
+        lengths += rest != 0
+        rest >>= np.uint64(7)
     offsets = np.zeros(len(v) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+
+    # Byte k of each varint long enough to have one, most values having one or two.
+    data = np.empty(int(offsets[-1]), dtype=np.uint8)
+    rows = np.arange(len(z))
+    for k in range(int(lengths.max(initial=0))):
+        if k:
+            rows = rows[lengths[rows] > k]
+        group = (z[rows] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = np.where(lengths[rows] > k + 1, np.uint64(0x80), np.uint64(0))
+        data[offsets[rows] + k] = group | more
     array = pa.Array.from_buffers(
         pa.large_binary(), len(v), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
