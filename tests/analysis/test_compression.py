@@ -545,3 +545,17 @@ def test_compression_row_group_sampling_is_the_same_for_the_same_files(
     )
     assert again.equals(first)
     assert 0 < first.loc[0, "sampled_batches"] < first.loc[0, "batches"]
+
+
+def test_compression_batches_all_over_row_group_edges_are_sampled_by_batch(
+    grouped: Callable[[Files], Analysis], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Row groups of 5 rows and batches of 15: no batch lies within one row group.
+    a = grouped({_part(REQ, 0): (message_table(_distinct(30)), 5)})
+    with caplog.at_level(logging.INFO, "codegen_forensics.analysis.compression"):
+        frame = compression_by_partition(a, sample_bytes=10_000)
+    assert f"topic={REQ} has no batch within one row group" in caplog.text
+    # Sampled by batch: every third (30000 bytes over 10000), so batch 0 of the two.
+    assert frame["batches"].tolist() == [2]
+    assert frame["sampled_batches"].tolist() == [1]
+    assert frame["sampled_compressed_bytes"].tolist() == [_gzip_of(_distinct(15))]

@@ -23,27 +23,29 @@ analysis window.
 ``sample_bytes`` bounds the work on large snapshots, sampling by Parquet row group:
 
 - A first pass reads only each row's topic, partition, offset, ``key_size`` and
-  ``value_size`` (null for a null key or value, counted as 0 bytes as the key or
-  value would be) and places every batch boundary: messages, bytes and batches are
-  exact.
-- Per partition, the row groups at evenly spaced points of its payload (key and
-  value) bytes are read, as many as hold about ``sample_bytes`` on average; all of
-  them for a partition with no more. A topic with values but no whole batch in
+  ``value_size`` (null for a null key or value, counted as 0 bytes like the key or
+  value) and places every batch boundary: messages, bytes and batches are exact.
+- Per partition of ``P`` payload (key and value) bytes, the row groups holding the
+  points ``(j + 1/2) * P / m``, ``j < m``, of those bytes are read, ``m`` being
+  ``sample_bytes`` over its average payload per row group, rounded up; all of them
+  for a partition of no more than ``sample_bytes``. A row group read for one
+  partition serves every partition in it. A topic with values and no whole batch in
   those also gets the first row group that holds one. Keys, values, headers and
   timestamps are decoded only for the row groups read.
-- Of the batches lying wholly in row groups read (a batch running into a row group
-  not read is counted only), one in n per partition is compressed, n chosen so that
-  at most about ``sample_bytes`` of payload is, as many batches as needed to make up
-  for one lost to an unread row group. The compressed size of the other batches is
-  extrapolated by payload bytes.
+- Of the batches lying wholly in row groups read (a batch running into one not read
+  is counted only), one in ``n`` per partition is compressed, ``n`` being its
+  payload in the row groups read over ``sample_bytes``, rounded up. A batch is
+  compressed when fewer than one in ``n`` of those opened before it were, so one
+  lost to an unread row group passes its turn on. The compressed size of the
+  partition's other batches is extrapolated by payload bytes.
 - A partition with no batch compressed takes its topic's ratio: its payload bytes
   times the topic's compressed bytes over the payload bytes of those batches.
 
 The choice depends only on the files, so a snapshot always gives the same estimate.
-Files without the size columns, with offsets out of order or with a size that is
-not its bytes' length are sampled by batch instead: every row is read and every
-n-th batch of a partition is compressed. Columns ``sampled_*`` say how much was
-compressed in either case.
+Files without the size columns, with offsets out of order or repeated, or with a
+size that is not its bytes' length (checked in the row groups read) are sampled by
+batch instead: every row is read and every n-th batch of a partition compressed.
+Columns ``sampled_*`` say what was compressed in either case.
 """
 
 from __future__ import annotations
@@ -948,11 +950,8 @@ def _choose(
 ) -> tuple[set[int], dict[tuple[str, int], int]]:
     """The row groups to read, and per partition the stride among their batches.
 
-    A partition with no more than ``sample_bytes`` of payload has all its row
-    groups read. A larger one has those at ``m`` evenly spaced points of its
-    payload bytes, ``m`` being ``sample_bytes`` over its average payload per row
-    group, rounded up. A topic with values left without a whole batch in the
-    chosen row groups gets the first row group that holds one.
+    See the module docstring. Raises :class:`_LayoutError` for a topic with values
+    whose every batch runs over a row group's edge.
     """
     chosen: set[int] = set()
     for items in pieces.values():
