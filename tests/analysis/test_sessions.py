@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -153,6 +154,29 @@ def test_session_durations_tie_at_last_time_takes_failure_first(
     )
     frame = session_durations(a, "event_logs")
     assert frame["final_status"].tolist() == ["failed", "completed"]
+
+
+def test_session_durations_before_1970_and_unknown_last_status(
+    analyse: Callable[..., Analysis],
+) -> None:
+    # Times before the epoch rank like any other; a last status outside the
+    # tracer's vocabulary is unknown, even after a failure.
+    early = datetime(1969, 12, 31, 23, 59, 58, 250_000, tzinfo=UTC)
+    a = analyse(
+        event_logs=[
+            dict(log(1, 0, "failed"), timestamp=early),
+            dict(log(1, 0, "completed"), timestamp=early + timedelta(seconds=1)),
+            log(2, 0, "failed"),
+            log(2, 3, "paused"),
+        ]
+    )
+    frame = session_durations(a, "event_logs")
+    assert frame["final_status"].tolist() == ["completed", "unknown"]
+    assert frame["last_event"].tolist() == [
+        pd.Timestamp(early + timedelta(seconds=1)),
+        pd.Timestamp(at(3)),
+    ]
+    assert frame["duration_ms"].tolist() == [1000.0, 3000.0]
 
 
 def test_session_summary_exact(topic_sessions: Analysis) -> None:
