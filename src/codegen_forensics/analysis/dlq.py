@@ -243,7 +243,7 @@ def _dlq_rows(a: Analysis) -> ir.Table:
         consumer_group=dlq.dlq_consumer_group,
         retry_count=dlq.dlq_retry_count,
         time=dlq.event_time,
-        day=bucket(dlq.event_time, "D"),
+        day=bucket(a, dlq.event_time, "D"),
         session_id=normalise_id(dlq.session_id),
         correlation_id=normalise_id(dlq.correlation_id),
     )
@@ -489,8 +489,8 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     dlq_keys: dict[str, Any] = {"source_topic": rows.source_topic}
     src_keys: dict[str, Any] = {"topic": source.topic}
     if unit is not None:
-        dlq_keys["window_start"] = bucket(rows.time, unit)
-        src_keys["src_window"] = bucket(source.event_time, unit)
+        dlq_keys["window_start"] = bucket(a, rows.time, unit)
+        src_keys["src_window"] = bucket(a, source.event_time, unit)
     dead = rows.group_by(**dlq_keys).aggregate(dlq_messages=rows.count())
     sent = source.group_by(**src_keys).aggregate(
         source_messages=source.count(), category=source.category.max()

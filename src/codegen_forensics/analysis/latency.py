@@ -80,7 +80,7 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
     out = a.materialise(
         f"request_response:{source}", lambda: _request_rows(a, source, detail=True)
     )
-    return _with_periods(out)
+    return _with_periods(a, out)
 
 
 def _summary_rows(a: Analysis, source: Source, keys: Sequence[str]) -> ir.Table:
@@ -95,12 +95,13 @@ def _summary_rows(a: Analysis, source: Source, keys: Sequence[str]) -> ir.Table:
     out = a.materialise(
         f"request_summary:{source}", lambda: _request_rows(a, source, detail=False)
     )
-    return _with_periods(out)
+    return _with_periods(a, out)
 
 
-def _with_periods(rows: ir.Table) -> ir.Table:
+def _with_periods(a: Analysis, rows: ir.Table) -> ir.Table:
     return rows.mutate(
-        hour=bucket(rows.request_time, "h"), day=bucket(rows.request_time, "D")
+        hour=bucket(a, rows.request_time, "h"),
+        day=bucket(a, rows.request_time, "D"),
     )
 
 
@@ -415,7 +416,7 @@ def bottleneck_hours(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     severity, then mean, slowest first.
     """
     t = _response_times(a, source)
-    t = t.mutate(hour=bucket(t.time, "h"))
+    t = t.mutate(hour=bucket(a, t.time, "h"))
     p = t.processing_time_ms
     summary = t.group_by(["topic", "hour"]).aggregate(
         responses=t.count(),

@@ -31,7 +31,7 @@ def throughput_series(a: Analysis, window: str = "minute") -> pd.DataFrame:
     unit = check_window(window, tuple(_SECONDS))
     m = a.messages
     time = ibis.coalesce(m.timestamp, m.event_time)
-    t = m.filter(time.notnull()).mutate(window_start=bucket(time, unit))
+    t = m.filter(time.notnull()).mutate(window_start=bucket(a, time, unit))
     frame = a.execute(
         t.group_by(["topic", "window_start"]).aggregate(messages=t.count())
     )
