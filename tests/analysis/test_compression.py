@@ -559,3 +559,17 @@ def test_compression_batches_all_over_row_group_edges_are_sampled_by_batch(
     assert frame["batches"].tolist() == [2]
     assert frame["sampled_batches"].tolist() == [1]
     assert frame["sampled_compressed_bytes"].tolist() == [_gzip_of(_distinct(15))]
+
+
+def test_compression_topic_ratio_is_not_taken_from_batches_without_values(
+    grouped: Callable[[Files], Analysis],
+) -> None:
+    # Partition 0 holds only null values, one whole batch in its row group; the
+    # 14 values of partition 1 are one batch over two row groups, the second read.
+    # Its topic's ratio would come from the bytes of no value at all.
+    p0 = message_table([dict(value=None, timestamp=at(i)) for i in range(3)])
+    p1 = message_table([dict(r, partition=1) for r in _distinct(14, start=100)])
+    a = grouped({_part(REQ, 0): (p0, 100), _part(REQ, 1): (p1, 7)})
+    frame = compression_by_partition(a, sample_bytes=6_000)
+    assert frame.equals(compression_by_partition(a))
+    assert frame.loc[1, "compressed_bytes"] == _gzip_of(_distinct(14, start=100))

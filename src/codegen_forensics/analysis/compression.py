@@ -29,9 +29,9 @@ analysis window.
   points ``(j + 1/2) * P / m``, ``j < m``, of those bytes are read, ``m`` being
   ``sample_bytes`` over its average payload per row group, rounded up; all of them
   for a partition of no more than ``sample_bytes``. A row group read for one
-  partition serves every partition in it. A topic with values and no whole batch in
-  those also gets the first row group that holds one. Keys, values, headers and
-  timestamps are decoded only for the row groups read.
+  partition serves every partition in it. A topic with values and no whole batch
+  with values in those also gets the first row group that holds one. Keys, values,
+  headers and timestamps are decoded only for the row groups read.
 - Of the batches lying wholly in row groups read (a batch running into one not read
   is counted only), one in ``n`` per partition is compressed, ``n`` being its
   payload in the row groups read over ``sample_bytes``, rounded up. A batch is
@@ -42,10 +42,11 @@ analysis window.
   times the topic's compressed bytes over the payload bytes of those batches.
 
 The choice depends only on the files, so a snapshot always gives the same estimate.
-Files without the size columns, with offsets out of order or repeated, or with a
-size that is not its bytes' length (checked in the row groups read) are sampled by
-batch instead: every row is read and every n-th batch of a partition compressed.
-Columns ``sampled_*`` say what was compressed in either case.
+Files without the size columns, with offsets out of order or repeated, with a size
+that is not its bytes' length (checked in the row groups read), or where a partition
+would take its topic's ratio and no compressed batch of the topic holds a value
+byte, are sampled by batch instead: every row is read and every n-th batch of a
+partition compressed. Columns ``sampled_*`` say what was compressed in either case.
 """
 
 from __future__ import annotations
@@ -971,7 +972,8 @@ def _choose(
     for topic, items in topics.items():
         if not sum(p.value_bytes for p in items):
             continue
-        if any(p.whole_batches and p.group in chosen for p in items):
+        # A batch of null or empty values gives no ratio for the topic's values.
+        if any(p.whole_batches and p.value_bytes and p.group in chosen for p in items):
             continue
         candidates = [p.group for p in items if p.whole_batches and p.value_bytes]
         if not candidates:
@@ -1046,6 +1048,21 @@ def _estimate_by_row_group(
         state.sampled_value_bytes = sampled.sampled_value_bytes
         state.sampled_payload_bytes = sampled.sampled_payload_bytes
         state.sampled_compressed_bytes = sampled.sampled_compressed_bytes
+
+    # A partition left to its topic's ratio needs compressed values to take it from.
+    sampled_values: dict[str, int] = {}
+    for (topic, _), state in parts.items():
+        sampled_values[topic] = sampled_values.get(topic, 0) + state.sampled_value_bytes
+    for (topic, partition), state in sorted(parts.items()):
+        if (
+            state.value_bytes
+            and not state.sampled_batches
+            and not sampled_values[topic]
+        ):
+            raise _LayoutError(
+                f"topic={topic} partition={partition} has values and no "
+                "compressed batch of its topic holds any"
+            )
     return parts
 
 
