@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 import codegen_forensics.load.postgres as postgres_loader
-from codegen_forensics.errors import InputError, SnapshotError
+from codegen_forensics.errors import InputError, PostgresError, SnapshotError
 from codegen_forensics.events.tables import create_event_tables
 from codegen_forensics.load import PostgresSnapshotOptions, snapshot_postgres
 from codegen_forensics.settings import PostgresSettings
@@ -819,7 +819,8 @@ def test_snapshot_postgres_error_after_rows_of_a_copy_is_raised(
     tmp_path: Path,
 ) -> None:
     # The server fails at the third row, after sending two: its error ends the
-    # COPY and reaches the caller, and no reading thread is left.
+    # COPY and reaches the caller as the package's error naming the table, and no
+    # reading thread is left.
     with schema_engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -828,11 +829,56 @@ def test_snapshot_postgres_error_after_rows_of_a_copy_is_raised(
             )
         )
 
-    with pytest.raises(psycopg.errors.DivisionByZero, match="division by zero"):
+    with pytest.raises(
+        PostgresError, match=r"reading table=boom .* DivisionByZero: division by zero"
+    ) as raised:
         snapshot_postgres(
             tmp_path / "snap",
             postgres_settings,
             PostgresSnapshotOptions(schema=pg_schema, tables=("boom",)),
+        )
+
+    assert isinstance(raised.value.__cause__, psycopg.errors.DivisionByZero)
+    assert copy_threads() == []
+
+
+def test_snapshot_postgres_backend_killed_during_copy_names_the_table(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server process sending the table is ended while the first chunk is
+    # written, far from the last row: the lost connection is reported for that
+    # table, as the package's error.
+    with schema_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE VIEW many AS SELECT n, repeat('x', 200) AS pad "
+                "FROM generate_series(1, 300000) AS n"
+            )
+        )
+    real_write: Callable[..., dict[str, Any]] = postgres_loader._write_keyed_chunk
+
+    def kill_reader(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        with schema_engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'COPY%many%' AND pid <> pg_backend_pid()"
+                )
+            )
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_loader, "_write_keyed_chunk", kill_reader)
+    with pytest.raises(PostgresError, match=r"reading table=many .*OperationalError"):
+        snapshot_postgres(
+            tmp_path / "snap",
+            postgres_settings,
+            PostgresSnapshotOptions(
+                schema=pg_schema, tables=("many",), chunk_rows=1000
+            ),
         )
 
     assert copy_threads() == []

@@ -26,9 +26,9 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
@@ -936,7 +937,11 @@ def _snapshot(
             # in order, once its files are complete.
             pending: Future[dict[str, Any]] | None = None
             # Closed before the connection is used again, even on an error.
-            with closing(stream), ThreadPoolExecutor(1, "parquet-writer") as files:
+            with (
+                _reading(name, settings),
+                closing(stream),
+                ThreadPoolExecutor(1, "parquet-writer") as files,
+            ):
                 for read in stream:
                     if read.table.num_rows < options.chunk_rows:
                         final = read  # the rest, always last
@@ -982,6 +987,23 @@ def _snapshot(
             conn.commit()
 
     return _section(saved, plans, chunks)
+
+
+@contextmanager
+def _reading(table: str, settings: PostgresSettings) -> Iterator[None]:
+    """Turn a failure of the COPY of ``table`` into the package's error.
+
+    The COPY runs on psycopg's connection, below SQLAlchemy, so its errors (the
+    server's, or a lost connection) arrive as psycopg's own.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise PostgresError(
+            f"reading table={table} from {settings.describe()} failed: "
+            f"{exc.__class__.__name__}: {exc}; the chunks already written are "
+            "kept, and the same snapshot run again resumes from them"
+        ) from exc
 
 
 def _plan_to_json(plan: _TablePlan) -> dict[str, Any]:
