@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -183,6 +184,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# The pool in use before the first of the blocks now running entered, and how many
+# run: Arrow's default pool belongs to the process, not to a thread.
+_pool_lock = threading.Lock()
+_pool_users = 0
+_pool_before: pa.MemoryPool | None = None
+
+
 @contextmanager
 def system_memory_pool() -> Iterator[None]:
     """Make the C library's allocator Arrow's default pool while the block runs.
@@ -191,14 +199,23 @@ def system_memory_pool() -> Iterator[None]:
     on different threads. With Arrow's default pool (mimalloc) that memory is slow
     to be reused: converting and writing a Postgres table took 1.6x the CPU time
     of the same work on the system pool, most of it in page faults. The previous
-    pool is restored afterwards; buffers remember the pool they came from.
+    pool is restored when the last of the blocks running at once ends, whatever
+    their order; buffers remember the pool they came from.
     """
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
+    global _pool_users, _pool_before
+    with _pool_lock:
+        if _pool_users == 0:
+            _pool_before = pa.default_memory_pool()
+            pa.set_memory_pool(pa.system_memory_pool())
+        _pool_users += 1
     try:
         yield
     finally:
-        pa.set_memory_pool(previous)
+        with _pool_lock:
+            _pool_users -= 1
+            if _pool_users == 0 and _pool_before is not None:
+                pa.set_memory_pool(_pool_before)
+                _pool_before = None
 
 
 def _sha256(path: Path) -> str:
