@@ -1001,8 +1001,8 @@ def _reading(table: str, settings: PostgresSettings) -> Iterator[None]:
     except psycopg.Error as exc:
         raise PostgresError(
             f"reading table={table} from {settings.describe()} failed: "
-            f"{exc.__class__.__name__}: {exc}; the chunks already written are "
-            "kept, and the same snapshot run again resumes from them"
+            f"{exc.__class__.__name__}: {exc}; run the same snapshot again to "
+            "resume it"
         ) from exc
 
 
