@@ -573,3 +573,23 @@ def test_compression_topic_ratio_is_not_taken_from_batches_without_values(
     frame = compression_by_partition(a, sample_bytes=6_000)
     assert frame.equals(compression_by_partition(a))
     assert frame.loc[1, "compressed_bytes"] == _gzip_of(_distinct(14, start=100))
+
+
+def test_compression_offsets_out_of_order_are_logged_by_topic_and_partition(
+    grouped: Callable[[Files], Analysis], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A repeated offset sends the row-group sampling to sampling by batch; the
+    # log lines name the partition as topic=... partition=..., not as a tuple.
+    rows = _distinct(30)
+    rows[20]["offset"] = 19
+    a = grouped(
+        {_part(REQ, 2): (message_table([dict(r, partition=2) for r in rows]), 10)}
+    )
+    with caplog.at_level(logging.INFO, "codegen_forensics.analysis.compression"):
+        frame = compression_by_partition(a, sample_bytes=10_000)
+    assert frame["duplicate_offsets"].tolist() == [1]
+    assert (
+        f"offsets out of order in topic={REQ} partition=2; sampling every n-th "
+        "batch instead" in caplog.text
+    )
+    assert f"out of order in files, sorting topic={REQ} partition=2" in caplog.text

@@ -106,6 +106,11 @@ class _OutOfOrderError(Exception):
     """The files do not list a partition's offsets in increasing order."""
 
 
+def _named(key: tuple[str, int]) -> str:
+    """A partition as a log line names it."""
+    return f"topic={key[0]} partition={key[1]}"
+
+
 class _LayoutError(Exception):
     """The files do not allow sampling by row group; every row is read instead."""
 
@@ -448,7 +453,7 @@ class _Estimator:
             entry = self.resume.get(self._group, {}).get(key)
             if entry is None:
                 raise _LayoutError(
-                    f"row group {self._group} holds rows of partition {key} the "
+                    f"row group {self._group} holds rows of {_named(key)} the "
                     f"first pass did not see there"
                 )
             if state.group != entry.group:
@@ -803,8 +808,8 @@ def _estimate(
             estimator.feed(batch)
     except _OutOfOrderError as exc:
         logger.info(
-            "compression: offsets out of order in files, sorting partition=%s",
-            exc.args[0],
+            "compression: offsets out of order in files, sorting %s",
+            _named(exc.args[0]),
         )
         estimator.discard()
         estimator = _Estimator(batch_bytes, level, strides, strict=False)
@@ -1011,7 +1016,7 @@ def _estimate_by_row_group(
             counter.feed(_sizes_of(batch), g)
     except _OutOfOrderError as exc:
         counter.discard()
-        raise _LayoutError(f"offsets out of order in partition={exc.args[0]}") from exc
+        raise _LayoutError(f"offsets out of order in {_named(exc.args[0])}") from exc
     counter.end_group()
     counter.finish()
 
@@ -1035,7 +1040,7 @@ def _estimate_by_row_group(
         )
     except _OutOfOrderError as exc:
         sampler.discard()
-        raise _LayoutError(f"offsets out of order in partition={exc.args[0]}") from exc
+        raise _LayoutError(f"offsets out of order in {_named(exc.args[0])}") from exc
     except _LayoutError:
         sampler.discard()
         raise
