@@ -882,3 +882,47 @@ def test_snapshot_postgres_backend_killed_during_copy_names_the_table(
         )
 
     assert copy_threads() == []
+
+
+def test_snapshot_postgres_error_while_the_server_is_slow_cancels_its_copy(
+    postgres_settings: PostgresSettings,
+    schema_engine: sa.Engine,
+    pg_schema: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Writing the first chunk fails while the server takes 20 s over each row
+    # after the sixth (rows of 20 kB, so the first ones leave the server's send
+    # buffer): the reading thread, waiting for more, must not hold the error up
+    # until they come. The COPY is cancelled and nothing of it runs on.
+    with schema_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE VIEW slow AS SELECT n, repeat('x', 20000) "
+                "|| coalesce(CASE WHEN n > 6 THEN pg_sleep(20)::text END, '') AS s "
+                "FROM generate_series(1, 8) AS n"
+            )
+        )
+
+    def fail(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("injected failure in chunk 0")
+
+    monkeypatch.setattr(postgres_loader, "_write_keyed_chunk", fail)
+    started = datetime.now(UTC)
+    with pytest.raises(RuntimeError, match="injected failure in chunk 0"):
+        snapshot_postgres(
+            tmp_path / "snap",
+            postgres_settings,
+            PostgresSnapshotOptions(schema=pg_schema, tables=("slow",), chunk_rows=2),
+        )
+
+    assert datetime.now(UTC) - started < timedelta(seconds=10)
+    assert copy_threads() == []
+    with schema_engine.begin() as conn:
+        running = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query LIKE 'COPY%slow%' AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    assert running == 0

@@ -723,6 +723,10 @@ def _parse_rows(
     )
 
 
+# Seconds a stopped reading thread has to end before its COPY is cancelled.
+_READER_GRACE = 0.5
+
+
 class _CopyAbandonedError(Exception):
     """The consumer of a COPY stream went away; the COPY is cancelled."""
 
@@ -806,7 +810,15 @@ def _stream(
             yield _Chunk(_joined(pending), counts, last)
     finally:
         stop.set()
-        reader.join()
+        # A thread waiting for the server's next rows sees the stop only once they
+        # come, which a slow query may take minutes over: cancel the COPY then.
+        reader.join(_READER_GRACE)
+        if reader.is_alive():
+            try:
+                raw.cancel_safe()
+            except psycopg.Error as exc:  # the error that stopped us matters more
+                logger.warning("could not cancel the COPY: %s", exc)
+            reader.join()
 
 
 def _joined(tables: list[pa.Table]) -> pa.Table:
