@@ -28,19 +28,23 @@ def check_window(window: str, allowed: Sequence[str] = tuple(WINDOW_UNITS)) -> s
 
 
 # Windows of a fixed length, whose starts are the same counted from the epoch as
-# truncated to the unit.
-_FIXED_WINDOWS: dict[str, dict[str, int]] = {"m": {"minutes": 1}, "h": {"hours": 1}}
+# truncated to the unit: in UTC every day has 24 hours.
+_FIXED_WINDOWS: dict[str, dict[str, int]] = {
+    "m": {"minutes": 1},
+    "h": {"hours": 1},
+    "D": {"hours": 24},
+}
 
 
 def bucket(a: Analysis, time: ir.TimestampValue, unit: str) -> ir.TimestampValue:
     """The start of the window holding ``time``, still in UTC.
 
-    On DuckDB, minutes and hours are counted from the epoch (``TIME_BUCKET``), which
-    gives the same starts as truncating a ``TIMESTAMPTZ`` in less than half the
-    time; days and weeks (DuckDB's buckets of days were slower than truncating),
-    and every unit on other backends, are truncated. Ibis types either result
-    without its time zone; casting it back keeps pandas from receiving naive
-    values.
+    On DuckDB, minutes, hours and days (as 24 hours: DuckDB's buckets of one day
+    were slower than truncating) are counted from the epoch (``TIME_BUCKET``),
+    which gives the same starts as truncating a ``TIMESTAMPTZ`` in half the time
+    or less; weeks, which start on Mondays, and every unit on other backends, are
+    truncated. Ibis types either result without its time zone; casting it back
+    keeps pandas from receiving naive values.
     """
     fixed = _FIXED_WINDOWS.get(unit)
     if fixed is not None and getattr(a.backend, "name", "") == "duckdb":
