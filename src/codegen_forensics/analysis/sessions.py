@@ -57,17 +57,18 @@ def session_table(a: Analysis, source: Source = "topics") -> ir.Table:
     reads them rather than the snapshot's files.
     """
     source = check_source(source)
-    return a.materialise(f"sessions:{source}", lambda: _session_rows(a, source))
+    kept = a.materialise(f"sessions:{source}", lambda: _session_rows(a, source))
+    # Events without a session fall into one null group, kept but never shown: a
+    # filter before grouping, or on the grouping's keys (which DuckDB pushes below
+    # it), would normalise every id twice.
+    return kept.filter(kept.session_id.notnull())
 
 
 def _session_rows(a: Analysis, source: Source) -> ir.Table:
-    # Events without a session fall into one null group, dropped after grouping:
-    # filtering them first would normalise every id twice (filter and key).
     ev = events(a, source)
     is_success = ev.status.isin(SUCCESS_STATUSES)
     is_failure = ev.status.isin(FAILURE_STATUSES)
     g = ev.group_by("session_id").aggregate(
-        _with_id=ev.session_id.count(),
         events=ev.count(),
         successful_events=ev.count(where=is_success),
         failed_events=ev.count(where=is_failure),
@@ -78,7 +79,6 @@ def _session_rows(a: Analysis, source: Source) -> ir.Table:
         _last_completed=ev.time.max(where=ev.status == "completed"),
         _last_progress=ev.time.max(where=ev.status.isin(PROGRESS_STATUSES)),
     )
-    g = g.filter(g._with_id > 0)
     duration_us = g.last_event.delta(g.first_event, unit="microsecond")
     final_status = ibis.cases(
         (g._last_failed == g.last_event, "failed"),
