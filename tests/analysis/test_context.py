@@ -171,7 +171,7 @@ def test_open_analysis_session_time_zone_is_utc(
     assert row == [("UTC",)]
 
 
-def test_materialise_builds_once_and_removes_the_scratch_file_on_close(
+def test_materialise_builds_once_and_drops_the_table_on_close(
     build_snapshot: Callable[..., Path],
 ) -> None:
     a = open_analysis(build_snapshot([dict(topic=REQ, timestamp=at(0))]), "128MB")
@@ -185,13 +185,17 @@ def test_materialise_builds_once_and_removes_the_scratch_file_on_close(
     kept = a.materialise("topics", build)
     assert calls == [1]
     assert a.execute(kept)["topic"].tolist() == [REQ]
-    tables = a.backend.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    con = a.backend.con
+    temp = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    assert temp.is_dir()
+    tables = con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
     assert (kept.get_name(),) in tables
-    files = a.backend.con.execute("SELECT file FROM pragma_database_list").fetchall()
-    scratch = Path(next(f for (f,) in files if f and "scratch-" in f))
-    assert scratch.exists()
+    drops: list[str] = []
+    raw_sql = a.backend.raw_sql
+    a.backend.raw_sql = lambda query: drops.append(query) or raw_sql(query)
     a.close()
-    assert not scratch.exists()
+    assert drops == [f'DROP TABLE "{kept.get_name()}"']
+    assert not temp.exists()
 
 
 def test_normalise_id_trims_only_blanks_and_lowercases(

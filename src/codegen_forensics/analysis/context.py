@@ -14,7 +14,6 @@ instead of DuckDB.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
@@ -183,9 +182,9 @@ class Analysis:
 
         Measures that share an intermediate table (per session, per request) read
         it from here instead of recomputing it from the snapshot's files. On DuckDB
-        the table is written to the connection's scratch database, compressed and
-        spillable; another backend caches it its own way (``Table.cache``). Kept
-        tables are dropped when the analysis closes.
+        the table is kept in memory, spilling to the temporary directory beyond
+        the memory cap; another backend caches it its own way (``Table.cache``).
+        Kept tables are dropped when the analysis closes.
         """
         if key not in self._kept:
             began = time.perf_counter()
@@ -299,19 +298,12 @@ def _duckdb(
     if threads is not None:
         config["threads"] = threads
 
-    # Tables kept between measures go to a scratch database file rather than
-    # memory: DuckDB compresses them there and pages them in under the memory cap.
-    scratch = Path(temp) / f"scratch-{uuid.uuid4().hex}.duckdb"
-
-    def remove() -> None:
-        _remove_scratch(scratch)
-
-    # An analysis never closed would leave the file behind; remove it at exit too.
-    atexit.register(remove)
-    cleanup.append(lambda: atexit.unregister(remove))
-    cleanup.append(remove)
+    # Tables kept between measures live in DuckDB's memory, under the cap, and
+    # spill to the temporary directory beyond it. Writing them into a database
+    # file instead took a second longer per five million rows (compression and
+    # writes), and the weekly review of ten million events 15 % longer.
     try:
-        con = ibis.duckdb.connect(str(scratch), **config)
+        con = ibis.duckdb.connect(**config)
     except Exception as exc:  # duckdb raises its own error types for bad settings
         raise InputError(
             f"DuckDB refused memory_limit={memory_limit!r} threads={threads!r}: {exc}; "
@@ -320,11 +312,6 @@ def _duckdb(
     con.raw_sql("SET TimeZone='UTC'")
     cleanup.append(con.disconnect)  # steps run last to first: disconnect first
     return con, cleanup
-
-
-def _remove_scratch(path: Path) -> None:
-    for leftover in (path, path.with_name(path.name + ".wal")):
-        leftover.unlink(missing_ok=True)
 
 
 def _read_table(
