@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from codegen_forensics.analysis import Analysis, open_analysis
+from codegen_forensics.analysis._util import bucket
 from codegen_forensics.analysis.context import normalise_id, strip_blanks
 from codegen_forensics.errors import InputError, SnapshotError
 from codegen_forensics.snapshot import (
@@ -169,6 +170,32 @@ def test_open_analysis_session_time_zone_is_utc(
     a = analyse()
     row = a.backend.raw_sql("SELECT current_setting('TimeZone')").fetchall()
     assert row == [("UTC",)]
+
+
+def test_open_analysis_backend_in_another_time_zone_is_refused(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    # A DuckDB in New York read naive times as local and cut days at its midnight.
+    root = build_snapshot([dict(topic=REQ, timestamp=at(0))])
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone='America/New_York'")
+    with pytest.raises(InputError, match="TimeZone='America/New_York'"):
+        open_analysis(root, backend=con)
+    con.disconnect()
+
+
+def test_open_analysis_backend_in_utc_reads_days_in_utc(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    late = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
+    root = build_snapshot([dict(topic=REQ, timestamp=late)])
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone='Etc/UTC'")
+    a = open_analysis(root, backend=con)
+    m = a.all_messages
+    frame = a.execute(m.select(day=bucket(a, m.timestamp, "D")))
+    assert frame["day"].tolist() == [pd.Timestamp("2026-03-28", tz="UTC")]
+    con.disconnect()
 
 
 def test_materialise_builds_once_and_drops_the_table_on_close(

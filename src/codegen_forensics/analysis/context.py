@@ -239,8 +239,9 @@ def open_analysis(
     By default a fresh in-memory DuckDB runs the queries, capped at ``memory_limit``
     and spilling to ``temp_directory`` (a private temporary directory unless given),
     with ``TimeZone='UTC'`` so timestamps reach pandas in UTC. ``backend`` may be any
-    connected Ibis backend with ``read_parquet`` instead. ``start``/``end`` (time-zone
-    aware) restrict events to a window.
+    connected Ibis backend with ``read_parquet`` instead, in UTC: a DuckDB one with
+    another ``TimeZone`` is refused. ``start``/``end`` (time-zone aware) restrict
+    events to a window.
     """
     snap = snapshot if isinstance(snapshot, Snapshot) else Snapshot.open(snapshot)
     for name, value in (("start", start), ("end", end)):
@@ -252,6 +253,8 @@ def open_analysis(
     cleanup: list[Callable[[], None]] = []
     if backend is None:
         backend, cleanup = _duckdb(memory_limit, threads, temp_directory)
+    else:
+        _check_time_zone(backend)
 
     tables = {
         name: _read_table(backend, snap, prefix, schema)
@@ -312,6 +315,30 @@ def _duckdb(
     con.raw_sql("SET TimeZone='UTC'")
     cleanup.append(con.disconnect)  # steps run last to first: disconnect first
     return con, cleanup
+
+
+# Names DuckDB accepts for UTC itself, compared lowercase.
+_UTC_NAMES = frozenset(
+    ("utc", "etc/utc", "gmt", "etc/gmt", "universal", "etc/universal", "zulu")
+)
+
+
+def _check_time_zone(backend: Any) -> None:
+    """Refuse a DuckDB backend whose session time zone is not UTC.
+
+    DuckDB reads a timestamp without a zone, and truncates or buckets one with a
+    zone, in its session's time zone: elsewhere, older files would be read off by
+    the offset and hours and days would start at local midnights, not in UTC.
+    """
+    if getattr(backend, "name", "") != "duckdb":
+        return
+    row = backend.raw_sql("SELECT current_setting('TimeZone')").fetchone()
+    zone = str(row[0]) if row else ""
+    if zone.lower() not in _UTC_NAMES:
+        raise InputError(
+            f"backend has TimeZone={zone!r}; the analysis reads and cuts times in "
+            "UTC: run SET TimeZone='UTC' on the connection first"
+        )
 
 
 def _read_table(
