@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,6 +224,29 @@ def test_materialise_builds_once_and_drops_the_table_on_close(
     a.backend.raw_sql = lambda query: drops.append(query) or raw_sql(query)
     a.close()
     assert drops == [f'DROP TABLE "{kept.get_name()}"']
+    assert not temp.exists()
+
+
+def test_open_analysis_never_closed_removes_its_temp_directory_at_exit(
+    build_snapshot: Callable[..., Path],
+) -> None:
+    # A process that opened an analysis and exited left an empty directory behind.
+    root = build_snapshot([dict(topic=REQ, timestamp=at(0))])
+    script = (
+        "import sys\n"
+        "from codegen_forensics.analysis import open_analysis\n"
+        "a = open_analysis(sys.argv[1])\n"
+        "setting = \"SELECT current_setting('temp_directory')\"\n"
+        "print(a.backend.con.execute(setting).fetchone()[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    temp = Path(done.stdout.strip())
+    assert temp.name.startswith("forensics-duckdb-")
     assert not temp.exists()
 
 

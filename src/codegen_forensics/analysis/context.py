@@ -14,6 +14,7 @@ instead of DuckDB.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -289,7 +290,15 @@ def _duckdb(
     cleanup: list[Callable[[], None]] = []
     if temp_directory is None:
         temp = tempfile.mkdtemp(prefix="forensics-duckdb-")
-        cleanup.append(lambda: shutil.rmtree(temp, ignore_errors=True))
+
+        def remove() -> None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+        # An analysis never closed would leave the directory behind; remove it at
+        # exit too (steps run last to first: disconnect, remove, unregister).
+        atexit.register(remove)
+        cleanup.append(lambda: atexit.unregister(remove))
+        cleanup.append(remove)
     else:
         temp = str(temp_directory)
         Path(temp).mkdir(parents=True, exist_ok=True)
