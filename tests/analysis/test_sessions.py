@@ -156,6 +156,40 @@ def test_session_durations_tie_at_last_time_takes_failure_first(
     assert frame["final_status"].tolist() == ["failed", "completed"]
 
 
+def test_session_durations_merge_ids_written_differently(
+    analyse: Callable[..., Analysis],
+) -> None:
+    # One session under three spellings of its id; the tie at the last time falls
+    # between two of them. An empty id is no session.
+    a = analyse(
+        [
+            dict(topic=REQ, session_id=uid(5), event_timestamp=at(0)),
+            dict(
+                topic=STATUS,
+                session_id=uid(5).upper(),
+                status="completed",
+                event_timestamp=at(2),
+            ),
+            dict(
+                topic=STATUS,
+                session_id=f"  {uid(5)}\t",
+                status="failed",
+                event_timestamp=at(2),
+            ),
+            dict(topic=STATUS, session_id="", status="failed", event_timestamp=at(9)),
+        ]
+    )
+    frame = session_durations(a)
+    assert frame["session_id"].tolist() == [uid(5)]
+    assert frame["events"].tolist() == [3]
+    assert frame["duration_ms"].tolist() == [2000.0]
+    assert frame["final_status"].tolist() == ["failed"]
+    assert frame["successful_events"].tolist() == [2]
+    assert frame["failed_events"].tolist() == [1]
+    assert frame["first_event"].tolist() == [at(0)]
+    assert frame["last_event"].tolist() == [at(2)]
+
+
 def test_session_durations_before_1970_and_unknown_last_status(
     analyse: Callable[..., Analysis],
 ) -> None:

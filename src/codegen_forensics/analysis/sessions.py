@@ -37,7 +37,13 @@ from codegen_forensics.analysis._events import (
     events,
 )
 from codegen_forensics.analysis._util import ratio, sort_frame
-from codegen_forensics.analysis.context import SOURCES, Analysis, Source, check_source
+from codegen_forensics.analysis.context import (
+    SOURCES,
+    Analysis,
+    Source,
+    check_source,
+    normalise_id,
+)
 
 __all__ = [
     "session_duration_quantiles",
@@ -65,10 +71,13 @@ def session_table(a: Analysis, source: Source = "topics") -> ir.Table:
 
 
 def _session_rows(a: Analysis, source: Source) -> ir.Table:
-    ev = events(a, source)
+    # Grouped twice: by the ids as stored, then by the normalised ids of those
+    # groups, which merges ids that differ only in case or blanks. Normalising the
+    # ids of a million sessions costs much less than those of ten million events.
+    ev = events(a, source, stored_ids=True)
     is_success = ev.status.isin(SUCCESS_STATUSES)
     is_failure = ev.status.isin(FAILURE_STATUSES)
-    g = ev.group_by("session_id").aggregate(
+    stored = ev.group_by(stored_id=ev.session_id).aggregate(
         events=ev.count(),
         successful_events=ev.count(where=is_success),
         failed_events=ev.count(where=is_failure),
@@ -78,6 +87,18 @@ def _session_rows(a: Analysis, source: Source) -> ir.Table:
         _last_failed=ev.time.max(where=is_failure),
         _last_completed=ev.time.max(where=ev.status == "completed"),
         _last_progress=ev.time.max(where=ev.status.isin(PROGRESS_STATUSES)),
+    )
+    s = stored.mutate(session_id=normalise_id(stored.stored_id))
+    g = s.group_by("session_id").aggregate(
+        events=s.events.sum(),
+        successful_events=s.successful_events.sum(),
+        failed_events=s.failed_events.sum(),
+        dlq_entries=s.dlq_entries.sum(),
+        first_event=s.first_event.min(),
+        last_event=s.last_event.max(),
+        _last_failed=s._last_failed.max(),
+        _last_completed=s._last_completed.max(),
+        _last_progress=s._last_progress.max(),
     )
     duration_us = g.last_event.delta(g.first_event, unit="microsecond")
     final_status = ibis.cases(
