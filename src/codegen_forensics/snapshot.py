@@ -195,13 +195,13 @@ _pool_before: pa.MemoryPool | None = None
 def system_memory_pool() -> Iterator[None]:
     """Make the C library's allocator Arrow's default pool while the block runs.
 
-    Loaders allocate and free many short-lived buffers of a few megabytes, often
-    on different threads. With Arrow's default pool (mimalloc) that memory is slow
-    to be reused: converting and writing 500,000 rows of a Postgres table, timed
-    alone in a fresh process, took 1.7x the CPU time they took on the system
-    pool. The previous
-    pool is restored when the last of the blocks running at once ends, whatever
-    their order; buffers remember the pool they came from.
+    Loaders and the compression estimate allocate and free many short-lived
+    buffers of a few megabytes, often on different threads. With Arrow's default
+    pool (mimalloc) that memory is slow to be reused: converting and writing
+    500,000 rows of a Postgres table, timed alone in a fresh process, took 1.7x
+    the CPU time they took on the system pool. The previous pool is restored when
+    the last of the blocks running at once ends, whatever their order; buffers
+    remember the pool they came from.
     """
     global _pool_users, _pool_before
     with _pool_lock:

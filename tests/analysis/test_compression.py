@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from codegen_forensics.analysis import (
     Analysis,
+    compression,
     compression_by_partition,
     compression_ratios,
     open_analysis,
@@ -96,6 +97,25 @@ def test_compression_ratios_per_topic(analyse: Callable[..., Analysis]) -> None:
     assert frame.loc[REQ, "sampled_fraction"] == 1.0
     assert frame.loc[RESP, "value_bytes"] == 0
     assert frame["ratio"].isna().tolist() == [False, True]
+
+
+def test_compression_runs_on_the_system_pool_and_restores_the_default(
+    analyse: Callable[..., Analysis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = analyse(rows())
+    before = pa.default_memory_pool().backend_name
+    pools = []
+    feed = compression._Estimator.feed
+
+    def watch(self: compression._Estimator, *args: object) -> None:
+        pools.append(pa.default_memory_pool().backend_name)
+        feed(self, *args)
+
+    monkeypatch.setattr(compression._Estimator, "feed", watch)
+    compression_by_partition(a, sample_bytes=1_000)
+    assert pools
+    assert set(pools) == {"system"}
+    assert pa.default_memory_pool().backend_name == before
 
 
 def test_compression_sampling_extrapolates_from_every_nth_batch(
