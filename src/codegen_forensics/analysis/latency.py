@@ -297,18 +297,15 @@ def orphan_responses(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     """
     ev = keyed_events(a, check_source(source))
     requests = ev.filter((ev.category == "request") & ev.correlation_id.notnull())
-    ids = requests.select("correlation_id").distinct()
     responses = ev.filter(ev.category == "response")
-    marked = responses.left_join(
-        ids.select(known=ids.correlation_id),
-        responses.correlation_id == ids.correlation_id,
-    )
-    summary = marked.group_by(response_topic=marked.topic).aggregate(
-        responses=marked.count(),
-        without_request=marked.count(
-            where=marked.correlation_id.notnull() & marked.known.isnull()
+    # A semi-join by membership: no distinct ids are built first.
+    known = responses.correlation_id.isin(requests.correlation_id)
+    summary = responses.group_by(response_topic=responses.topic).aggregate(
+        responses=responses.count(),
+        without_request=responses.count(
+            where=responses.correlation_id.notnull() & ~known
         ),
-        without_correlation_id=marked.count(where=marked.correlation_id.isnull()),
+        without_correlation_id=responses.count(where=responses.correlation_id.isnull()),
     )
     return sort_frame(a.execute(summary), ["response_topic"])
 
