@@ -228,6 +228,9 @@ def _dlq_rows(a: Analysis) -> ir.Table:
             str(t): dead_lettered_topic(str(t)) for t in sorted(names)
         }
     sources: dict[str, str | None] = a._cache["dlq:sources"]
+    # The same rows, named by topic too: a backend can then skip the files and row
+    # groups of other topics by their statistics instead of reading every row.
+    dlq = dlq.filter(dlq.topic.isin(list(sources)) if sources else ibis.literal(False))
     named = [(dlq.topic == t, src) for t, src in sources.items() if src is not None]
     inferred = (
         ibis.cases(*named, else_=ibis.null("string")) if named else ibis.null("string")
