@@ -8,6 +8,7 @@ import pytest
 
 from codegen_forensics.analysis import (
     Analysis,
+    _events,
     session_duration_quantiles,
     session_durations,
     session_summary,
@@ -188,6 +189,38 @@ def test_session_durations_merge_ids_written_differently(
     assert frame["failed_events"].tolist() == [1]
     assert frame["first_event"].tolist() == [at(0)]
     assert frame["last_event"].tolist() == [at(2)]
+
+
+@pytest.mark.parametrize("spellings", [1000, 1])
+def test_session_durations_read_statuses_in_any_case_and_blanks(
+    analyse: Callable[..., Analysis],
+    monkeypatch: pytest.MonkeyPatch,
+    spellings: int,
+) -> None:
+    # With one spelling allowed, the lookup gives way to normalising every status.
+    monkeypatch.setattr(_events, "_STATUS_SPELLINGS", spellings)
+    statuses = [" COMPLETED\n", "Failed", "\terror ", "Generating", "complete"]
+    a = analyse(
+        [
+            dict(
+                topic=STATUS,
+                session_id=uid(i),
+                status=status,
+                event_timestamp=at(i),
+            )
+            for i, status in enumerate(statuses, start=1)
+        ]
+    )
+    frame = session_durations(a)
+    assert frame["final_status"].tolist() == [
+        "completed",
+        "failed",
+        "failed",
+        "in_progress",
+        "in_progress",
+    ]
+    assert frame["successful_events"].tolist() == [1, 0, 0, 0, 0]
+    assert frame["failed_events"].tolist() == [0, 1, 1, 0, 0]
 
 
 def test_session_durations_before_1970_and_unknown_last_status(

@@ -126,13 +126,12 @@ def _topic_events(a: Analysis, normalise: bool) -> ir.Table:
     m = a.messages
     ids = normalise_id if normalise else _as_stored
     is_dlq = (m.category == "dlq") | (m.decode_status == "dlq")
-    raw = strip_blanks(m.status).lower()
     status = ibis.cases(
         (is_dlq, "failed"),
         (m.category == "request", "sent"),
         (m.category == "response", "received"),
-        (raw.isin(("completed", "failed", "error")), raw),
-        (raw.notnull(), "processing"),
+        *_final_statuses(a, m.status),
+        (m.status.notnull(), "processing"),
         else_=ibis.null("string"),
     )
     return m.select(
@@ -193,6 +192,43 @@ def _log_events(a: Analysis, normalise: bool) -> ir.Table:
 
 def _as_stored(value: ir.StringValue) -> ir.StringValue:
     return value
+
+
+# Distinct stored statuses looked up at most; beyond, each event's is normalised.
+_STATUS_SPELLINGS = 1000
+
+
+def _final_statuses(
+    a: Analysis, stored: ir.StringValue
+) -> list[tuple[ir.BooleanValue, ir.StringValue]]:
+    """Cases giving completed, failed and error to the messages whose stored status
+    is one of those, ignoring case and surrounding blanks.
+
+    The snapshot's distinct statuses are normalised once, by the backend itself, and
+    the cases compare the stored text with the spellings found: normalising every
+    message's status cost as much as the rest of building the events.
+    """
+    if "status:spellings" not in a._cache:
+        m = a.all_messages
+        spelled = m.select(stored=m.status).distinct()
+        spelled = spelled.filter(spelled.stored.notnull()).limit(_STATUS_SPELLINGS + 1)
+        found = a.execute(spelled.mutate(status=strip_blanks(spelled.stored).lower()))
+        a._cache["status:spellings"] = (
+            None
+            if len(found) > _STATUS_SPELLINGS
+            else dict(zip(found["stored"], found["status"], strict=True))
+        )
+    spellings: dict[str, str] | None = a._cache["status:spellings"]
+    finals = ("completed", "failed", "error")
+    if spellings is None:
+        normal = strip_blanks(stored).lower()
+        return [(normal.isin(finals), normal)]
+    cases = []
+    for final in finals:
+        ways = sorted(k for k, v in spellings.items() if v == final)
+        if ways:
+            cases.append((stored.isin(ways), ibis.literal(final)))
+    return cases
 
 
 def _operations(a: Analysis) -> ir.Table:
