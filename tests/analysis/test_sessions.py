@@ -223,6 +223,28 @@ def test_session_durations_read_statuses_in_any_case_and_blanks(
     assert frame["failed_events"].tolist() == [0, 1, 1, 0, 0]
 
 
+@pytest.mark.parametrize("spellings", [1000, 1])
+def test_session_durations_event_logs_read_any_spelling(
+    analyse: Callable[..., Analysis],
+    monkeypatch: pytest.MonkeyPatch,
+    spellings: int,
+) -> None:
+    monkeypatch.setattr(_events, "_STATUS_SPELLINGS", spellings)
+    rows = [
+        log(1, 0, " SENT", " Request\t"),
+        log(1, 1, "Completed\n"),
+        log(2, 0, "sent", "REQUEST"),
+        log(2, 3, " FAILED "),
+        log(3, 0, "Processing"),
+        log(3, 2, "odd"),
+    ]
+    frame = session_durations(analyse(event_logs=rows), "event_logs")
+    assert frame["final_status"].tolist() == ["completed", "failed", "unknown"]
+    assert frame["successful_events"].tolist() == [2, 1, 0]
+    assert frame["failed_events"].tolist() == [0, 1, 0]
+    assert frame["pending_events"].tolist() == [0, 0, 2]
+
+
 def test_session_durations_before_1970_and_unknown_last_status(
     analyse: Callable[..., Analysis],
 ) -> None:

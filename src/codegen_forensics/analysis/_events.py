@@ -164,14 +164,14 @@ def _log_events(a: Analysis, normalise: bool) -> ir.Table:
     ids = normalise_id if normalise else _as_stored
     operations = _operations(a)
     joined = e.left_join(operations, e.topic == operations.op_topic)
-    status = strip_blanks(joined.status).lower()
+    status = _normalised(a, "event_logs", "status", joined.status)
     return joined.select(
         source=ibis.literal("event_logs"),
         topic=joined.topic,
         partition=ibis.null("int32"),
         offset=ibis.null("int64"),
         event_id=joined.event_id,
-        category=strip_blanks(joined.event_type).lower(),
+        category=_normalised(a, "event_logs", "event_type", joined.event_type),
         operation=joined.op_operation,
         event_name=ibis.null("string"),
         session_id=ids(joined.session_id),
@@ -194,41 +194,72 @@ def _as_stored(value: ir.StringValue) -> ir.StringValue:
     return value
 
 
-# Distinct stored statuses looked up at most; beyond, each event's is normalised.
+# Distinct stored values looked up at most; beyond, each row's is normalised.
 _STATUS_SPELLINGS = 1000
+
+
+def _spellings(a: Analysis, table: str, column: str) -> dict[str, str] | None:
+    """Each distinct non-null value of ``column`` in every row of ``table``
+    (``messages`` or ``event_logs``) with its lowercase text
+    without surrounding blanks, as the backend itself normalises it; None when there
+    are more than :data:`_STATUS_SPELLINGS` of them.
+
+    Statuses and event types take a handful of spellings: comparing the stored text
+    with those found costs much less than normalising every row's.
+    """
+    key = f"spellings:{table}:{column}"
+    if key not in a._cache:
+        rows = a.all_messages if table == "messages" else a.all_event_logs
+        spelled = rows.select(stored=rows[column]).distinct()
+        spelled = spelled.filter(spelled.stored.notnull()).limit(_STATUS_SPELLINGS + 1)
+        found = a.execute(spelled.mutate(normal=strip_blanks(spelled.stored).lower()))
+        a._cache[key] = (
+            None
+            if len(found) > _STATUS_SPELLINGS
+            else dict(zip(found["stored"], found["normal"], strict=True))
+        )
+    spellings: dict[str, str] | None = a._cache[key]
+    return spellings
+
+
+def _ways(spellings: dict[str, str], normal: str) -> list[str]:
+    return sorted(k for k, v in spellings.items() if v == normal)
 
 
 def _final_statuses(
     a: Analysis, stored: ir.StringValue
 ) -> list[tuple[ir.BooleanValue, ir.StringValue]]:
     """Cases giving completed, failed and error to the messages whose stored status
-    is one of those, ignoring case and surrounding blanks.
-
-    The snapshot's distinct statuses are normalised once, by the backend itself, and
-    the cases compare the stored text with the spellings found: normalising every
-    message's status cost as much as the rest of building the events.
+    is one of those, ignoring case and surrounding blanks (see :func:`_spellings`).
     """
-    if "status:spellings" not in a._cache:
-        m = a.all_messages
-        spelled = m.select(stored=m.status).distinct()
-        spelled = spelled.filter(spelled.stored.notnull()).limit(_STATUS_SPELLINGS + 1)
-        found = a.execute(spelled.mutate(status=strip_blanks(spelled.stored).lower()))
-        a._cache["status:spellings"] = (
-            None
-            if len(found) > _STATUS_SPELLINGS
-            else dict(zip(found["stored"], found["status"], strict=True))
-        )
-    spellings: dict[str, str] | None = a._cache["status:spellings"]
+    spellings = _spellings(a, "messages", "status")
     finals = ("completed", "failed", "error")
     if spellings is None:
         normal = strip_blanks(stored).lower()
         return [(normal.isin(finals), normal)]
-    cases = []
-    for final in finals:
-        ways = sorted(k for k, v in spellings.items() if v == final)
-        if ways:
-            cases.append((stored.isin(ways), ibis.literal(final)))
-    return cases
+    return [
+        (stored.isin(ways), ibis.literal(final))
+        for final in finals
+        if (ways := _ways(spellings, final))
+    ]
+
+
+def _normalised(
+    a: Analysis, table: str, column: str, stored: ir.StringValue
+) -> ir.StringValue:
+    """``stored``, that column of ``table``, lowercase without surrounding blanks."""
+    spellings = _spellings(a, table, column)
+    if spellings is None:
+        return strip_blanks(stored).lower()
+    cases = [
+        (stored.isin(ways), ibis.literal(normal))
+        for normal in sorted(set(spellings.values()))
+        if (ways := _ways(spellings, normal))
+    ]
+    if not cases:
+        return ibis.null("string")
+    normalised: ir.StringValue = ibis.cases(*cases, else_=ibis.null("string"))
+    return normalised
 
 
 def _operations(a: Analysis) -> ir.Table:
