@@ -249,6 +249,26 @@ def test_dlq_rate_whole_snapshot(dlq: Analysis) -> None:
     assert pd.isna(frame["dlq_rate"].iloc[0])
 
 
+def test_dlq_rate_counts_a_status_topic_only_when_a_dead_letter_names_it(
+    analyse: Callable[..., Analysis],
+) -> None:
+    other = "omninode_codegen_status_other_v1"
+    a = analyse(
+        [
+            dead(DLQ, 0, dlq_shape="flat", dlq_source_topic=STATUS),
+            dict(topic=STATUS, status="pending", event_timestamp=at(1)),
+            dict(topic=STATUS, status="completed", event_timestamp=at(2)),
+            dict(topic=other, status="pending", event_timestamp=at(3)),
+            dict(topic=REQ, event_timestamp=at(4)),
+        ]
+    )
+    frame = dlq_rate(a)
+    assert frame["source_topic"].tolist() == [REQ, STATUS]
+    assert frame["dlq_messages"].tolist() == [0, 1]
+    assert frame["source_messages"].tolist() == [1, 2]
+    assert frame["dlq_rate"].tolist() == [0.0, 0.5]
+
+
 def test_dlq_rate_per_day(dlq: Analysis) -> None:
     frame = dlq_rate(dlq, "day")
     req = frame[frame["source_topic"] == REQ]

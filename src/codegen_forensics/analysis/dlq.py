@@ -489,6 +489,10 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     rows = _dlq_rows(a)
     m = a.messages
     source = m.filter(~((m.category == "dlq") | (m.decode_status == "dlq")))
+    # Only topics that can be reported are counted: those with a request or a
+    # response, and those a dead letter names. Named, their row groups are read and
+    # the others' (status topics, say) skipped.
+    source = source.filter(source.topic.isin(_reported_topics(a, rows)))
     dlq_keys: dict[str, Any] = {"source_topic": rows.source_topic}
     src_keys: dict[str, Any] = {"topic": source.topic}
     if unit is not None:
@@ -522,6 +526,19 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     return frame[
         ["source_topic", "window_start", "dlq_messages", "source_messages", "dlq_rate"]
     ]
+
+
+def _reported_topics(a: Analysis, rows: ir.Table) -> list[str]:
+    """Topics :func:`dlq_rate` may report: with a request or response message,
+    or named as the source of a dead letter."""
+    if "dlq:reported" not in a._cache:
+        m = a.messages
+        asked = m.filter(m.category.isin(("request", "response"))).select("topic")
+        named = rows.filter(rows.source_topic.notnull()).select(topic=rows.source_topic)
+        found = a.execute(asked.distinct().union(named.distinct()))["topic"]
+        a._cache["dlq:reported"] = sorted(str(t) for t in found.dropna().unique())
+    reported: list[str] = a._cache["dlq:reported"]
+    return reported
 
 
 def dlq_counts(a: Analysis, alert_threshold: int = 10) -> pd.DataFrame:
