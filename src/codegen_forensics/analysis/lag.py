@@ -41,6 +41,10 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
     o = a.consumer_offsets
     p = a.partitions
     m = a.all_messages
+    # Named, the topics with committed offsets are read; other topics' row groups
+    # are skipped.
+    committed = a.execute(o.select("topic").distinct())["topic"].dropna()
+    m = m.filter(m.topic.isin(sorted(str(t) for t in committed.unique())))
 
     # The heads (one row per partition) are computed apart and passed back in:
     # referenced twice in one query, the messages became a common table
