@@ -774,7 +774,11 @@ def _stream(
     def read() -> None:
         try:
             with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                rows = iter(copy)
+                # Each row comes as a memoryview, which the cyclic garbage collector
+                # tracks; thousands held at once set off full collections, which
+                # took a quarter of a snapshot's time. Copied to bytes, each view
+                # is freed at once.
+                rows = map(bytes, copy)
                 filled = 0  # rows of the current chunk; no block spans two chunks
                 while block := list(
                     islice(rows, min(_BLOCK_ROWS, chunk_rows - filled))
