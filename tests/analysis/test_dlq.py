@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from codegen_forensics.analysis import (
@@ -21,7 +22,7 @@ from codegen_forensics.analysis import (
 )
 from codegen_forensics.errors import ConfigError
 
-from .helpers import DLQ, REQ, REQ_V, RESP, STATUS, at, uid
+from .helpers import DLQ, REQ, REQ_V, RESP, STATUS, at, message_table, uid
 
 DLQ_V = "omninode_codegen_dlq_validate_v1"
 DOTTED_DLQ = "dev.omninode-bridge.codegen.request-analyze.v1.dlq"
@@ -267,6 +268,30 @@ def test_dlq_rate_counts_a_status_topic_only_when_a_dead_letter_names_it(
     assert frame["dlq_messages"].tolist() == [0, 1]
     assert frame["source_messages"].tolist() == [1, 2]
     assert frame["dlq_rate"].tolist() == [0.0, 0.5]
+
+
+def test_dlq_measures_keep_messages_without_a_topic(
+    analyse: Callable[..., Analysis],
+) -> None:
+    table = message_table(
+        [
+            dead(DLQ, 0, dlq_shape="flat", dlq_error_type="E"),
+            dead(DLQ, 1, dlq_shape="flat", dlq_error_type="E", dlq_source_topic=REQ),
+            dict(topic=REQ, event_timestamp=at(2)),
+            dict(topic=REQ, event_timestamp=at(3)),
+        ]
+    )
+    topics = pa.array([None, DLQ, None, REQ], pa.string())
+    a = analyse(table.set_column(0, "topic", topics))
+    counts = dlq_counts(a)
+    assert counts["messages"].tolist() == [1, 1]
+    assert counts["dlq_topic"].isna().tolist() == [False, True]
+    assert dlq_groups(a)["messages"].tolist() == [2]
+    rate = dlq_rate(a)
+    assert rate["source_topic"].tolist()[0] == REQ
+    assert rate["source_topic"].isna().tolist() == [False, True, True]
+    assert rate["dlq_messages"].tolist() == [1, 0, 1]
+    assert rate["source_messages"].tolist() == [1, 1, 0]
 
 
 def test_dlq_rate_per_day(dlq: Analysis) -> None:

@@ -223,14 +223,16 @@ def _dlq_rows(a: Analysis) -> ir.Table:
     m = a.messages
     dlq = m.filter((m.category == "dlq") | (m.decode_status == "dlq"))
     if "dlq:sources" not in a._cache:
-        names = a.execute(dlq.select("topic").distinct())["topic"].dropna()
+        found = a.execute(dlq.select("topic").distinct())["topic"]
+        names = found.dropna()
         a._cache["dlq:sources"] = {
             str(t): dead_lettered_topic(str(t)) for t in sorted(names)
         }
+        a._cache["dlq:null_topic"] = len(names) < len(found)
     sources: dict[str, str | None] = a._cache["dlq:sources"]
     # The same rows, named by topic too: a backend can then skip the files and row
     # groups of other topics by their statistics instead of reading every row.
-    dlq = dlq.filter(dlq.topic.isin(list(sources)) if sources else ibis.literal(False))
+    dlq = dlq.filter(_one_of(dlq.topic, list(sources), a._cache["dlq:null_topic"]))
     named = [(dlq.topic == t, src) for t, src in sources.items() if src is not None]
     inferred = (
         ibis.cases(*named, else_=ibis.null("string")) if named else ibis.null("string")
@@ -492,7 +494,8 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     # Only topics that can be reported are counted: those with a request or a
     # response, and those a dead letter names. Named, their row groups are read and
     # the others' (status topics, say) skipped.
-    source = source.filter(source.topic.isin(_reported_topics(a, rows)))
+    reported, null_topic = _reported_topics(a, rows)
+    source = source.filter(_one_of(source.topic, reported, null_topic))
     dlq_keys: dict[str, Any] = {"source_topic": rows.source_topic}
     src_keys: dict[str, Any] = {"topic": source.topic}
     if unit is not None:
@@ -528,17 +531,28 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     ]
 
 
-def _reported_topics(a: Analysis, rows: ir.Table) -> list[str]:
+def _reported_topics(a: Analysis, rows: ir.Table) -> tuple[list[str], bool]:
     """Topics :func:`dlq_rate` may report: with a request or response message,
-    or named as the source of a dead letter."""
+    or named as the source of a dead letter; and whether messages without a topic
+    may be (some request or response has none)."""
     if "dlq:reported" not in a._cache:
         m = a.messages
         asked = m.filter(m.category.isin(("request", "response"))).select("topic")
         named = rows.filter(rows.source_topic.notnull()).select(topic=rows.source_topic)
         found = a.execute(asked.distinct().union(named.distinct()))["topic"]
-        a._cache["dlq:reported"] = sorted(str(t) for t in found.dropna().unique())
-    reported: list[str] = a._cache["dlq:reported"]
+        names = found.dropna()
+        a._cache["dlq:reported"] = (
+            sorted(str(t) for t in names.unique()),
+            len(names) < len(found),
+        )
+    reported: tuple[list[str], bool] = a._cache["dlq:reported"]
     return reported
+
+
+def _one_of(column: ir.StringValue, names: list[str], or_null: bool) -> ir.BooleanValue:
+    """``column`` is one of ``names``, or null when ``or_null``."""
+    named: ir.BooleanValue = column.isin(names) if names else ibis.literal(False)
+    return named | column.isnull() if or_null else named
 
 
 def dlq_counts(a: Analysis, alert_threshold: int = 10) -> pd.DataFrame:
