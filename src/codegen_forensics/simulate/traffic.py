@@ -663,7 +663,7 @@ class _Session:
                 answered,
                 "duplicate",
                 value=message.value,
-                info=(self.sid, cid),
+                info=(self.sid, cid, took),
             )
             self.row(
                 event_type="response",

@@ -12,7 +12,9 @@ Definitions, so analyses can compare exactly:
   interpolation between closest ranks; the hour of a response is the hour (UTC) of its
   timestamp;
 - ``bands`` lists, per response topic, the hours whose average is above 1,000 ms
-  (``low``), 2,000 ms (``medium``) or 5,000 ms (``high``);
+  (``low``), 2,000 ms (``medium``) or 5,000 ms (``high``), averaged over every
+  response message of the hour, duplicate deliveries included (as the tracer
+  averages every event that reports a processing time);
 - a DLQ rate is dead-letter messages over all messages on the source request topic
   (poison messages and duplicates included);
 - a session's duration is its last Kafka event's timestamp minus its first.
@@ -385,8 +387,11 @@ class TruthBuilder:
             self.status_events += 1
             self.decode[topic]["ok"] += 1
         elif role == "duplicate":
-            session_id, correlation_id = message.info
+            session_id, correlation_id, took = message.info
             self.decode[topic]["ok"] += 1
+            # A second delivery reports its processing time again: a topic's
+            # hourly average counts it, as the tracer's does every response event.
+            self.hourly[(topic, timestamp // _HOUR_MS)].append(took)
             # A duplicate follows its original directly on the same partition: both
             # carry the session's key, and nothing else is due in between.
             self.duplicates[(topic, correlation_id)] = DuplicateTruth(
