@@ -190,25 +190,6 @@ def test_orphan_responses_exact(pairs: Analysis) -> None:
     assert frame["without_correlation_id"].tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("first", ["summary", "detail"])
-def test_orphan_responses_read_from_kept_requests_are_the_same(
-    pairs: Analysis, first: str
-) -> None:
-    # Once the per-request rows are kept, orphans come from the ids they name.
-    alone = orphan_responses(pairs)
-    if first == "summary":
-        request_response_summary(pairs)
-    else:
-        request_response(pairs)
-    pd.testing.assert_frame_equal(orphan_responses(pairs), alone)
-    # The ids that answer no request are kept, never shown as requests.
-    detail = request_response(pairs)
-    assert (detail["requests"] > 0).all()
-    overall = request_response_summary(pairs, by=()).iloc[0]
-    assert overall["requests"] == len(detail) == len(request_response(pairs))
-    assert overall["answered"] == detail["answered"].sum()
-
-
 def test_response_time_summary_exact(pairs: Analysis) -> None:
     row = response_time_summary(pairs).iloc[0]
     assert row["responses"] == 5

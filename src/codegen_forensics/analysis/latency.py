@@ -80,7 +80,7 @@ def request_response_table(a: Analysis, source: Source = "topics") -> ir.Table:
     out = a.materialise(
         f"request_response:{source}", lambda: _request_rows(a, source, detail=True)
     )
-    return _with_periods(a, _requests_only(out))
+    return _with_periods(a, out)
 
 
 def _summary_rows(a: Analysis, source: Source, keys: Sequence[str]) -> ir.Table:
@@ -95,12 +95,7 @@ def _summary_rows(a: Analysis, source: Source, keys: Sequence[str]) -> ir.Table:
     out = a.materialise(
         f"request_summary:{source}", lambda: _request_rows(a, source, detail=False)
     )
-    return _with_periods(a, _requests_only(out))
-
-
-def _requests_only(kept: ir.Table) -> ir.Table:
-    """The kept rows of requests, without those of answers to no request."""
-    return kept.filter(kept.requests > 0)
+    return _with_periods(a, out)
 
 
 def _with_periods(a: Analysis, rows: ir.Table) -> ir.Table:
@@ -112,12 +107,7 @@ def _with_periods(a: Analysis, rows: ir.Table) -> ir.Table:
 
 def _request_rows(a: Analysis, source: Source, detail: bool) -> ir.Table:
     """One row per request; with ``detail`` False, request_topic, response_topic
-    and session_id are null.
-
-    Correlation ids that responses carry and no request does get a row too, with
-    ``requests`` 0, which readers of requests leave out: the same grouping finds
-    them, and :func:`orphan_responses` needs only them.
-    """
+    and session_id are null."""
     ev = keyed_events(a, source, sessions=detail)
     requests = ev.filter(ev.category == "request")
     responses = ev.filter((ev.category == "response") & ev.correlation_id.notnull())
@@ -217,27 +207,7 @@ def _request_rows(a: Analysis, source: Source, detail: bool) -> ir.Table:
         dead_lettered=ibis.literal(False),
         poison=~(loose.decode_status.isnull() | (loose.decode_status == "ok")),
     )
-    answer_only = per_id.filter((per_id.requests == 0) & (per_id.responses > 0))
-    orphans = answer_only.select(
-        correlation_id=answer_only.correlation_id,
-        has_correlation_id=ibis.literal(True),
-        operation=ibis.null("string"),
-        request_topic=ibis.null("string"),
-        session_id=ibis.null("string"),
-        request_time=ibis.null(UTC_TIMESTAMP),
-        requests=answer_only.requests,
-        response_topic=answer_only.response_topic,
-        first_response_time=answer_only.first_response_time,
-        responses=answer_only.responses,
-        duplicate_responses=ibis.literal(0, "int64"),
-        latency_ms=ibis.null("float64"),
-        reported_processing_ms=ibis.null("float64"),
-        answered=ibis.literal(False),
-        dead_lettered=answer_only.dead_letters > 0,
-        poison=ibis.literal(False),
-    )
-    schema = with_id.schema()
-    return with_id.union(without_id.cast(schema)).union(orphans.cast(schema))
+    return with_id.union(without_id.cast(with_id.schema()))
 
 
 def request_response(a: Analysis, source: Source = "topics") -> pd.DataFrame:
@@ -325,25 +295,16 @@ def orphan_responses(a: Analysis, source: Source = "topics") -> pd.DataFrame:
     request carries), without_correlation_id. A request outside the snapshot's
     window also leaves its response here.
     """
-    source = check_source(source)
-    ev = keyed_events(a, source)
+    ev = keyed_events(a, check_source(source))
+    requests = ev.filter((ev.category == "request") & ev.correlation_id.notnull())
     responses = ev.filter(ev.category == "response")
-    kept = a._kept.get(f"request_summary:{source}")
-    if kept is None:
-        kept = a._kept.get(f"request_response:{source}")
-    if kept is not None:
-        # The per-request rows already name the ids no request carries: few.
-        orphan_ids = kept.filter(kept.requests == 0).correlation_id
-        unasked = responses.correlation_id.isin(orphan_ids)
-    else:
-        requests = ev.filter((ev.category == "request") & ev.correlation_id.notnull())
-        # A semi-join by membership: no distinct ids are built first.
-        unasked = responses.correlation_id.notnull() & ~(
-            responses.correlation_id.isin(requests.correlation_id)
-        )
+    # A semi-join by membership: no distinct ids are built first.
+    known = responses.correlation_id.isin(requests.correlation_id)
     summary = responses.group_by(response_topic=responses.topic).aggregate(
         responses=responses.count(),
-        without_request=responses.count(where=unasked),
+        without_request=responses.count(
+            where=responses.correlation_id.notnull() & ~known
+        ),
         without_correlation_id=responses.count(where=responses.correlation_id.isnull()),
     )
     return sort_frame(a.execute(summary), ["response_topic"])
