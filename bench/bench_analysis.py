@@ -557,6 +557,7 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
                 [files],
             ).fetchall()
         rows = None
+        imported = began
     else:
         import logging
 
@@ -566,6 +567,7 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
             level=logging.INFO, format="    %(message)s", stream=sys.stderr
         )
         logging.getLogger("codegen_forensics.analysis.weekly").setLevel(logging.INFO)
+        imported = time.perf_counter()
         result = weekly_review(root, memory_limit=memory)
         rows = {k: len(v) for k, v in result.items()}
         headline = result["headline"].iloc[0].to_dict()
@@ -581,6 +583,7 @@ def child(kind: str, root: Path, memory: str, threads: int) -> None:
             {
                 "kind": kind,
                 "wall_s": wall,
+                "import_s": imported - began,
                 "cpu_s": times.user + times.system,
                 "peak_mb": peak_kb / 1024,
                 "rows": rows,
@@ -679,6 +682,11 @@ def main() -> None:
     print(
         f"{'ratio (weekly / scan)':28}{ratios['wall_s']:>10.2f}"
         f"{ratios['cpu_s']:>10.2f}{ratios['peak_mb']:>12.2f}"
+    )
+    imports = statistics.median(float(w["import_s"]) for _, w in rounds)
+    print(
+        f"of weekly_review's wall time, importing the package took {imports:.1f} s "
+        "(median)"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     peak = max(float(w["peak_mb"]) for _, w in rounds)
