@@ -191,14 +191,17 @@ def test_session_durations_merge_ids_written_differently(
     assert frame["last_event"].tolist() == [at(2)]
 
 
-@pytest.mark.parametrize("spellings", [1000, 1])
+@pytest.fixture(params=[1000, 1], ids=["looked-up", "normalised"])
+def spellings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Statuses looked up by their spellings, or (one spelling allowed) each
+    normalised."""
+    monkeypatch.setattr(_events, "_STATUS_SPELLINGS", request.param)
+
+
+@pytest.mark.usefixtures("spellings")
 def test_session_durations_read_statuses_in_any_case_and_blanks(
     analyse: Callable[..., Analysis],
-    monkeypatch: pytest.MonkeyPatch,
-    spellings: int,
 ) -> None:
-    # With one spelling allowed, the lookup gives way to normalising every status.
-    monkeypatch.setattr(_events, "_STATUS_SPELLINGS", spellings)
     statuses = [" COMPLETED\n", "Failed", "\terror ", "Generating", "complete"]
     a = analyse(
         [
@@ -223,13 +226,10 @@ def test_session_durations_read_statuses_in_any_case_and_blanks(
     assert frame["failed_events"].tolist() == [0, 1, 1, 0, 0]
 
 
-@pytest.mark.parametrize("spellings", [1000, 1])
+@pytest.mark.usefixtures("spellings")
 def test_session_durations_event_logs_read_any_spelling(
     analyse: Callable[..., Analysis],
-    monkeypatch: pytest.MonkeyPatch,
-    spellings: int,
 ) -> None:
-    monkeypatch.setattr(_events, "_STATUS_SPELLINGS", spellings)
     rows = [
         log(1, 0, " SENT", " Request\t"),
         log(1, 1, "Completed\n"),
