@@ -159,6 +159,28 @@ def test_open_analysis_bad_memory_limit_is_refused(
         open_analysis(root, memory_limit="lots")
 
 
+@pytest.mark.parametrize(
+    ("memory_limit", "kept"), [("256MB", True), ("1GB", True), ("100TB", False)]
+)
+def test_open_analysis_keeps_blocks_up_to_the_memory_cap(
+    build_snapshot: Callable[..., Path], memory_limit: str, kept: bool
+) -> None:
+    # A cap beyond the machine's address space keeps DuckDB's default allocator.
+    with open_analysis(build_snapshot(), memory_limit=memory_limit) as a:
+        row = a.backend.raw_sql(
+            "SELECT current_setting('block_allocator_memory'), "
+            "current_setting('memory_limit')"
+        ).fetchone()
+    blocks, cap = row
+    assert (blocks == "0 bytes") is not kept
+    if kept:
+        # Both print the same bytes, rounded to a tenth of a MiB.
+        assert float(blocks.split()[0]) == pytest.approx(
+            float(cap.split()[0]), abs=0.15
+        )
+        assert blocks.split()[1] == cap.split()[1]
+
+
 def test_open_analysis_snapshot_time_from_manifest(
     analyse: Callable[..., Analysis],
 ) -> None:

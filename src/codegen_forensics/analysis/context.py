@@ -322,8 +322,26 @@ def _duckdb(
             "a memory limit looks like '512MB' or '2GB'"
         ) from exc
     con.raw_sql("SET TimeZone='UTC'")
+    _reuse_blocks(con)
     cleanup.append(con.disconnect)  # steps run last to first: disconnect first
     return con, cleanup
+
+
+def _reuse_blocks(con: Any) -> None:
+    """Let DuckDB draw its buffer blocks, up to the memory cap, from memory it keeps.
+
+    Otherwise blocks freed between operators go back to the system and come back as
+    fresh pages: the weekly review of ten million events took 860,000-910,000 page
+    faults and 14.1-15.2 s, and with blocks kept 680,000-720,000 and 13.6-14.4 s
+    (alternated runs, 512MB cap), with a peak of 792-796 MiB against 801-804 MiB.
+    DuckDB refuses it for a cap larger than the machine's address space, which then
+    keeps the default.
+    """
+    limit = con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        con.raw_sql(f"SET block_allocator_memory='{limit}'")
+    except Exception as exc:  # duckdb raises its own error types
+        logger.debug("analysis keeps DuckDB's default block allocator: %s", exc)
 
 
 # Names DuckDB accepts for UTC itself, compared lowercase.
