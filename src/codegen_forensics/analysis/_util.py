@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
@@ -53,6 +54,18 @@ def bucket(a: Analysis, time: ir.TimestampValue, unit: str) -> ir.TimestampValue
         start = time.truncate(unit)
     result: ir.TimestampValue = start.cast(UTC_TIMESTAMP)
     return result
+
+
+def one_of(
+    column: ir.StringValue, names: Sequence[str], or_null: bool = False
+) -> ir.BooleanValue:
+    """``column`` is one of ``names`` (or null, with ``or_null``).
+
+    Measures that know which topics they need name them this way: a backend then
+    skips the files and row groups of other topics by their statistics.
+    """
+    named: ir.BooleanValue = column.isin(list(names)) if names else ibis.literal(False)
+    return named | column.isnull() if or_null else named
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:

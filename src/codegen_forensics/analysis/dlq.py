@@ -49,6 +49,7 @@ from codegen_forensics.analysis._util import (
     bucket,
     check_window,
     ints,
+    one_of,
     ratio,
     sort_frame,
 )
@@ -232,7 +233,7 @@ def _dlq_rows(a: Analysis) -> ir.Table:
     sources: dict[str, str | None] = a._cache["dlq:sources"]
     # The same rows, named by topic too: a backend can then skip the files and row
     # groups of other topics by their statistics instead of reading every row.
-    dlq = dlq.filter(_one_of(dlq.topic, list(sources), a._cache["dlq:null_topic"]))
+    dlq = dlq.filter(one_of(dlq.topic, list(sources), a._cache["dlq:null_topic"]))
     named = [(dlq.topic == t, src) for t, src in sources.items() if src is not None]
     inferred = (
         ibis.cases(*named, else_=ibis.null("string")) if named else ibis.null("string")
@@ -495,7 +496,7 @@ def dlq_rate(a: Analysis, window: str | None = None) -> pd.DataFrame:
     # response, and those a dead letter names. Named, their row groups are read and
     # the others' (status topics, say) skipped.
     reported, null_topic = _reported_topics(a, rows)
-    source = source.filter(_one_of(source.topic, reported, null_topic))
+    source = source.filter(one_of(source.topic, reported, null_topic))
     dlq_keys: dict[str, Any] = {"source_topic": rows.source_topic}
     src_keys: dict[str, Any] = {"topic": source.topic}
     if unit is not None:
@@ -547,12 +548,6 @@ def _reported_topics(a: Analysis, rows: ir.Table) -> tuple[list[str], bool]:
         )
     reported: tuple[list[str], bool] = a._cache["dlq:reported"]
     return reported
-
-
-def _one_of(column: ir.StringValue, names: list[str], or_null: bool) -> ir.BooleanValue:
-    """``column`` is one of ``names``, or null when ``or_null``."""
-    named: ir.BooleanValue = column.isin(names) if names else ibis.literal(False)
-    return named | column.isnull() if or_null else named
 
 
 def dlq_counts(a: Analysis, alert_threshold: int = 10) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from datetime import datetime
 import ibis
 import pandas as pd
 
-from codegen_forensics.analysis._util import sort_frame
+from codegen_forensics.analysis._util import one_of, sort_frame
 from codegen_forensics.analysis.context import Analysis
 from codegen_forensics.errors import InputError
 
@@ -41,10 +41,9 @@ def consumer_lag(a: Analysis, as_of: datetime | None = None) -> pd.DataFrame:
     o = a.consumer_offsets
     p = a.partitions
     m = a.all_messages
-    # Named, the topics with committed offsets are read; other topics' row groups
-    # are skipped.
+    # Only the topics with committed offsets are read (a null topic joins nothing).
     committed = a.execute(o.select("topic").distinct())["topic"].dropna()
-    m = m.filter(m.topic.isin(sorted(str(t) for t in committed.unique())))
+    m = m.filter(one_of(m.topic, sorted(str(t) for t in committed.unique())))
 
     # The heads (one row per partition) are computed apart and passed back in:
     # referenced twice in one query, the messages became a common table
